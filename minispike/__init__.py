@@ -1,0 +1,11 @@
+"""minispike: SpikeBERT, the spiking Transformer distilled from BERT, on NumPy/CuPy.
+
+Start reading at ``minispike/tensor.py`` (the autograd engine), then ``minispike/ops``,
+``minispike/spiking`` (surrogates, LIF with explicit BPTT, spiking self-attention) and
+``minispike/models``. docs/overview.md maps the rest.
+"""
+from . import backend  # noqa: F401
+from .backend import use, get_array_module  # noqa: F401
+from .tensor import Tensor, Function, no_grad  # noqa: F401
+
+__version__ = "0.1.0"

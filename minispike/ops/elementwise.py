@@ -1,0 +1,205 @@
+"""Element-wise ops and matmul, each forward next to its backward.
+
+    add      y = a + b          da = g            db = g
+    sub      y = a - b          da = g            db = -g
+    mul      y = a * b          da = g b          db = g a
+    div      y = a / b          da = g / b        db = -g a / b^2
+    neg      y = -a             da = -g
+    pow      y = a^p (p const)  da = g p a^(p-1)
+    matmul   Y = A @ B          dA = G @ B^T      dB = A^T @ G      (batched over leading axes)
+    exp      y = e^a            da = g y
+    log      y = ln a           da = g / a
+    tanh     y = tanh a         da = g (1 - y^2)
+    sigmoid  y = 1/(1+e^-a)     da = g y (1 - y)
+    relu     y = max(a, 0)      da = g [a > 0]          (the derivative at 0 is taken as 0)
+    gelu     y = a Phi(a),  Phi(a) = (1 + erf(a / sqrt 2)) / 2
+                                da = g (Phi(a) + a phi(a)),  phi(a) = exp(-a^2/2) / sqrt(2 pi)
+
+Broadcasting is undone by the engine (``tensor.unbroadcast``), so these backwards return
+gradients in the broadcast shape.
+"""
+import math
+
+from .. import backend
+from ..tensor import Function
+
+
+class Add(Function):
+    @staticmethod
+    def forward(ctx, a, b):
+        return a + b
+
+    @staticmethod
+    def backward(ctx, g):
+        return g, g
+
+
+class Sub(Function):
+    @staticmethod
+    def forward(ctx, a, b):
+        return a - b
+
+    @staticmethod
+    def backward(ctx, g):
+        return g, -g
+
+
+class Mul(Function):
+    @staticmethod
+    def forward(ctx, a, b):
+        ctx.save_for_backward(a, b)
+        return a * b
+
+    @staticmethod
+    def backward(ctx, g):
+        a, b = ctx.saved
+        return g * b, g * a
+
+
+class Div(Function):
+    @staticmethod
+    def forward(ctx, a, b):
+        ctx.save_for_backward(a, b)
+        return a / b
+
+    @staticmethod
+    def backward(ctx, g):
+        a, b = ctx.saved
+        return g / b, -g * a / (b * b)
+
+
+class Neg(Function):
+    @staticmethod
+    def forward(ctx, a):
+        return -a
+
+    @staticmethod
+    def backward(ctx, g):
+        return -g
+
+
+class Pow(Function):
+    @staticmethod
+    def forward(ctx, a, p):
+        ctx.save_for_backward(a)
+        ctx.p = p
+        return a ** p
+
+    @staticmethod
+    def backward(ctx, g):
+        (a,) = ctx.saved
+        return g * ctx.p * a ** (ctx.p - 1), None
+
+
+class MatMul(Function):
+    @staticmethod
+    def forward(ctx, a, b):
+        ctx.save_for_backward(a, b)
+        return a @ b
+
+    @staticmethod
+    def backward(ctx, g):
+        a, b = ctx.saved
+        xp = backend.get_array_module(g)
+        if b.ndim == 1:  # (..., n) @ (n,) -> (...)
+            return g[..., None] * b, (g[..., None] * a).reshape(-1, a.shape[-1]).sum(0)
+        if a.ndim == 1:  # (n,) @ (..., n, m) -> (..., m)
+            return (xp.swapaxes(b, -1, -2) @ g[..., None])[..., 0], a[:, None] * g[..., None, :]
+        return g @ xp.swapaxes(b, -1, -2), xp.swapaxes(a, -1, -2) @ g
+
+
+class Exp(Function):
+    @staticmethod
+    def forward(ctx, a):
+        y = backend.get_array_module(a).exp(a)
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, g):
+        (y,) = ctx.saved
+        return g * y
+
+
+class Log(Function):
+    @staticmethod
+    def forward(ctx, a):
+        ctx.save_for_backward(a)
+        return backend.get_array_module(a).log(a)
+
+    @staticmethod
+    def backward(ctx, g):
+        (a,) = ctx.saved
+        return g / a
+
+
+class Tanh(Function):
+    @staticmethod
+    def forward(ctx, a):
+        y = backend.get_array_module(a).tanh(a)
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, g):
+        (y,) = ctx.saved
+        return g * (1 - y * y)
+
+
+class Sigmoid(Function):
+    @staticmethod
+    def forward(ctx, a):
+        xp = backend.get_array_module(a)
+        y = 0.5 * (xp.tanh(0.5 * a) + 1)  # = 1 / (1 + e^-a), without overflow
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, g):
+        (y,) = ctx.saved
+        return g * y * (1 - y)
+
+
+class ReLU(Function):
+    @staticmethod
+    def forward(ctx, a):
+        ctx.save_for_backward(a > 0)
+        return a * (a > 0)
+
+    @staticmethod
+    def backward(ctx, g):
+        (positive,) = ctx.saved
+        return g * positive
+
+
+class GELU(Function):
+    """GELU in its exact erf form, the one BERT uses."""
+
+    @staticmethod
+    def forward(ctx, a):
+        cdf = 0.5 * (1.0 + backend.erf(a * (1.0 / math.sqrt(2.0))))  # Phi(a)
+        ctx.save_for_backward(a, cdf)
+        return a * cdf
+
+    @staticmethod
+    def backward(ctx, g):
+        a, cdf = ctx.saved
+        xp = backend.get_array_module(a)
+        pdf = xp.exp(-0.5 * a * a) * (1.0 / math.sqrt(2.0 * math.pi))  # phi(a)
+        return g * (cdf + a * pdf)
+
+
+
+def add(a, b): return Add.apply(a, b)
+def sub(a, b): return Sub.apply(a, b)
+def mul(a, b): return Mul.apply(a, b)
+def div(a, b): return Div.apply(a, b)
+def neg(a): return Neg.apply(a)
+def pow(a, p): return Pow.apply(a, p)  # noqa: A001 - mirrors the operator's name
+def matmul(a, b): return MatMul.apply(a, b)
+def exp(a): return Exp.apply(a)
+def log(a): return Log.apply(a)
+def tanh(a): return Tanh.apply(a)
+def sigmoid(a): return Sigmoid.apply(a)
+def relu(a): return ReLU.apply(a)
+def gelu(a): return GELU.apply(a)

@@ -1,0 +1,152 @@
+"""Neural-network ops with hand-derived backwards (see docs/layernorm.md, docs/attention.md).
+
+linear       y = x W^T + b                    dx = g W,  dW = g^T x (over all rows),  db = sum g
+softmax      p = e^(x - max) / sum e^(x - max)
+                                              dx = p * (g - sum(g * p))
+log_softmax  l = x - max - log sum e^(x - max)
+                                              dx = g - softmax(x) * sum(g)
+layer_norm   xhat = (x - mu) * rstd,  rstd = 1 / sqrt(var + eps),  y = xhat * w + b
+                                              dxhat = g * w
+                                              dx = rstd * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat))
+                                              dw = sum g * xhat,  db = sum g
+dropout      y = x * m / (1 - p),  m ~ Bernoulli(1 - p) in training, y = x in evaluation
+                                              dx = g * m / (1 - p)
+where        y = c ? a : b                    da = g * c,  db = g * (1 - c)
+masked_fill  y = mask ? value : x             dx = g * (1 - mask)
+"""
+from .. import backend
+from ..tensor import Function
+
+
+class Linear(Function):
+    """A fused affine map; rows of any leading shape are flattened into one BLAS call."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias=None):
+        ctx.save_for_backward(x, weight)
+        ctx.has_bias = bias is not None
+        y = x @ weight.T  # (..., out)
+        if bias is not None:
+            y += bias
+        return y
+
+    @staticmethod
+    def backward(ctx, g):
+        x, weight = ctx.saved
+        g2 = g.reshape(-1, g.shape[-1])  # (N, out)
+        dx = g @ weight  # (..., in)
+        dw = g2.T @ x.reshape(-1, x.shape[-1])  # (out, in)
+        db = g2.sum(axis=0) if ctx.has_bias else None
+        return dx, dw, db
+
+
+class Softmax(Function):
+    @staticmethod
+    def forward(ctx, x, axis=-1):
+        xp = backend.get_array_module(x)
+        e = xp.exp(x - x.max(axis=axis, keepdims=True))
+        p = e / e.sum(axis=axis, keepdims=True)
+        ctx.save_for_backward(p)
+        ctx.axis = axis
+        return p
+
+    @staticmethod
+    def backward(ctx, g):
+        (p,) = ctx.saved
+        return p * (g - (g * p).sum(axis=ctx.axis, keepdims=True))
+
+
+class LogSoftmax(Function):
+    @staticmethod
+    def forward(ctx, x, axis=-1):
+        xp = backend.get_array_module(x)
+        shifted = x - x.max(axis=axis, keepdims=True)
+        out = shifted - xp.log(xp.exp(shifted).sum(axis=axis, keepdims=True))
+        ctx.save_for_backward(out)
+        ctx.axis = axis
+        return out
+
+    @staticmethod
+    def backward(ctx, g):
+        (out,) = ctx.saved
+        xp = backend.get_array_module(out)
+        return g - xp.exp(out) * g.sum(axis=ctx.axis, keepdims=True)
+
+
+class LayerNorm(Function):
+    """Layer norm over the last axis, forward and backward written out (llm.c style)."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, eps=1e-12):
+        xp = backend.get_array_module(x)
+        mu = x.mean(axis=-1, keepdims=True)
+        xc = x - mu
+        var = (xc * xc).mean(axis=-1, keepdims=True)
+        rstd = 1.0 / xp.sqrt(var + eps)
+        xhat = xc * rstd
+        ctx.save_for_backward(xhat, rstd, weight)
+        return xhat * weight + bias
+
+    @staticmethod
+    def backward(ctx, g):
+        xhat, rstd, weight = ctx.saved
+        lead = tuple(range(g.ndim - 1))
+        dweight = (g * xhat).sum(axis=lead)  # dL/dw = sum over rows of g * xhat
+        dbias = g.sum(axis=lead)  # dL/db = sum over rows of g
+        dxhat = g * weight  # through the affine
+        # through the normalisation: the mean term and the variance term
+        mean_dxhat = dxhat.mean(axis=-1, keepdims=True)
+        mean_dxhat_xhat = (dxhat * xhat).mean(axis=-1, keepdims=True)
+        dx = rstd * (dxhat - mean_dxhat - xhat * mean_dxhat_xhat)
+        return dx, dweight, dbias
+
+
+class Dropout(Function):
+    @staticmethod
+    def forward(ctx, x, p=0.1, training=True):
+        if not training or p == 0.0:
+            ctx.scale = None
+            return x
+        xp = backend.get_array_module(x)
+        keep = backend.rand(x.shape, xp=xp, dtype=x.dtype) >= p
+        ctx.scale = keep * (1.0 / (1.0 - p))  # m / (1 - p)
+        return x * ctx.scale
+
+    @staticmethod
+    def backward(ctx, g):
+        return g if ctx.scale is None else g * ctx.scale
+
+
+class Where(Function):
+    @staticmethod
+    def forward(ctx, cond, a, b):
+        ctx.cond = cond
+        return backend.get_array_module(cond).where(cond, a, b)
+
+    @staticmethod
+    def backward(ctx, g):
+        return None, g * ctx.cond, g * (~ctx.cond)
+
+
+class MaskedFill(Function):
+    @staticmethod
+    def forward(ctx, x, mask, value):
+        ctx.mask = mask
+        return backend.get_array_module(x).where(mask, x.dtype.type(value), x)
+
+    @staticmethod
+    def backward(ctx, g):
+        return g * (~ctx.mask), None, None
+
+
+def _raw(t):
+    return getattr(t, "data", t)
+
+
+def linear(x, weight, bias=None): return Linear.apply(x, weight, bias)
+def softmax(x, axis=-1): return Softmax.apply(x, axis=axis)
+def log_softmax(x, axis=-1): return LogSoftmax.apply(x, axis=axis)
+def layer_norm(x, weight, bias, eps=1e-12): return LayerNorm.apply(x, weight, bias, eps=eps)
+def dropout(x, p=0.1, training=True): return Dropout.apply(x, p=p, training=training)
+def where(cond, a, b): return Where.apply(_raw(cond).astype(bool), a, b)
+def masked_fill(x, mask, value): return MaskedFill.apply(x, _raw(mask).astype(bool), value)
