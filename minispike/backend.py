@@ -119,6 +119,8 @@ class StrictArray:
         self._a[_unwrap(idx)] = _unwrap(value)
 
     def __getattr__(self, name):  # methods: reshape, sum, astype, copy, max, ...
+        if name.startswith("__") or name in ("data", "ctypes"):  # no __array_interface__, no buffers
+            raise AttributeError(f"strict arrays have no {name!r}: it would expose host memory")
         attr = getattr(self._a, name)
         if callable(attr):
             @functools.wraps(attr)
@@ -253,7 +255,8 @@ def current():
 def get_array_module(*arrays):
     """The array module that owns these arrays (``cupy``, ``strict`` or ``numpy``)."""
     for x in arrays:
-        x = getattr(x, "data", x) if not isinstance(x, (np.ndarray, StrictArray)) else x
+        if hasattr(x, "requires_grad"):  # a Tensor: look at its data
+            x = x.data
         if isinstance(x, StrictArray):
             return STRICT
         mod = type(x).__module__

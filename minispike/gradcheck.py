@@ -15,7 +15,9 @@ from __future__ import annotations
 from . import backend
 from .tensor import Tensor
 
-__all__ = ["gradcheck", "GradcheckError"]
+__all__ = ["gradcheck", "GradcheckError", "CHECKED"]
+
+CHECKED: set[str] = set()  # names of the Functions that a passing gradcheck went through
 
 
 class GradcheckError(AssertionError):
@@ -73,7 +75,21 @@ def gradcheck(fn, inputs, name=None, eps=1e-6, atol=1e-6, rtol=1e-4, max_coords=
                 f"backward gives {got:.8g}, finite difference gives {numeric:.8g} "
                 f"(|diff| {abs(got - numeric):.3g} > atol {atol} + rtol {rtol} * |numeric|)"
                 + (" [backward returned no gradient for this input]" if analytic is None else ""))
+    CHECKED.update(_functions_in(out))
     return True
+
+
+def _functions_in(out):
+    """The names of the Functions in the graph behind ``out``."""
+    names, stack, seen = set(), [out], set()
+    while stack:
+        t = stack.pop()
+        if id(t) in seen or getattr(t, "_ctx", None) is None:
+            continue
+        seen.add(id(t))
+        names.add(t._ctx.fn.__name__)
+        stack.extend(i for i in t._ctx.inputs if isinstance(i, Tensor))
+    return names
 
 
 def _unravel(j, shape):

@@ -28,7 +28,7 @@ class Optimizer:
     def state_dict(self):
         """Host copies of the optimiser state (for checkpoints)."""
         return {"step_count": self.step_count, "lr": self.lr,
-                "buffers": {k: [None if a is None else backend.to_numpy(a) for a in v]
+                "buffers": {k: [None if a is None else backend.to_numpy(a).copy() for a in v]
                             for k, v in self._buffers().items()}}
 
     def load_state_dict(self, state):
@@ -38,7 +38,7 @@ class Optimizer:
             if len(own) != len(arrays):
                 raise ValueError(f"optimizer state has {len(arrays)} {k} buffers for {len(own)} parameters")
             for i, (p, a) in enumerate(zip(self.params, arrays)):
-                own[i] = None if a is None else p.xp.asarray(a, dtype=p.dtype)
+                own[i] = None if a is None else p.xp.asarray(a, dtype=p.dtype).copy()
 
     def _buffers(self):
         return {}

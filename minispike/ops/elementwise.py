@@ -104,7 +104,7 @@ class MatMul(Function):
         if b.ndim == 1:  # (..., n) @ (n,) -> (...)
             return g[..., None] * b, (g[..., None] * a).reshape(-1, a.shape[-1]).sum(0)
         if a.ndim == 1:  # (n,) @ (..., n, m) -> (..., m)
-            return (xp.swapaxes(b, -1, -2) @ g[..., None])[..., 0], a[:, None] * g[..., None, :]
+            return (b @ g[..., None])[..., 0], a[:, None] * g[..., None, :]
         return g @ xp.swapaxes(b, -1, -2), xp.swapaxes(a, -1, -2) @ g
 
 

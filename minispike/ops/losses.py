@@ -9,7 +9,7 @@ mse_loss       L = sum m (a - b)^2 / (sum m * D)   (mean over kept entries; m br
                                       da = 2 m (a - b) / N,   db = -da
 """
 from .. import backend
-from ..tensor import Function
+from ..tensor import Function, Tensor
 
 
 def _log_softmax(z):
@@ -81,7 +81,7 @@ class MSELoss(Function):
 
 
 def _raw(t):
-    return getattr(t, "data", t)
+    return t.data if isinstance(t, Tensor) else t
 
 
 def cross_entropy(logits, labels): return CrossEntropy.apply(logits, _raw(labels))

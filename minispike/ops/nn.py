@@ -15,7 +15,7 @@ where        y = c ? a : b                    da = g * c,  db = g * (1 - c)
 masked_fill  y = mask ? value : x             dx = g * (1 - mask)
 """
 from .. import backend
-from ..tensor import Function
+from ..tensor import Function, Tensor
 
 
 class Linear(Function):
@@ -140,7 +140,7 @@ class MaskedFill(Function):
 
 
 def _raw(t):
-    return getattr(t, "data", t)
+    return t.data if isinstance(t, Tensor) else t
 
 
 def linear(x, weight, bias=None): return Linear.apply(x, weight, bias)
