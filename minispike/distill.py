@@ -1,0 +1,131 @@
+"""Knowledge distillation from BERT into the spiking student: the losses of both stages.
+
+Student block i's output, averaged over T and passed through its own Linear + LN transform,
+is ``tap_i`` (B, L, D_teacher). Teacher hidden states are ``h_0`` (embeddings) .. ``h_Lt``.
+
+    layer map    student block i (0-based) -> teacher layer j(i) = ceil((i + 1) * Lt / Ls)
+                 (evenly spaced, last to last; equal to "every ceil(Lt/Ls) layers" when Ls divides Lt);
+                 the first ``ignore_front`` student blocks are left out
+    features     L_feat = sum_i MSE_mask(tap_i, h_j(i))           padding positions excluded
+    embedding    L_emb  = MSE_mask(P e_student, E_teacher[ids])   P: Linear(D_s, D_t) (identity if equal)
+    logits       L_kl   = tau^2 KL(softmax(z_t / tau) || softmax(z_s / tau))   (batch mean)
+    labels       L_ce   = CE(z_s, y)                               only rows with a gold label
+
+    stage 1 (unlabelled text, plain teacher):  w_feat L_feat + w_emb L_emb
+    stage 2 (task data + augmentation, fine-tuned teacher):
+                 w_kl L_kl + w_ce L_ce + w_feat L_feat + w_emb L_emb
+
+Default weights follow the official code (REFERENCE.md): stage 2 1.0 / 0.1 / 0.1 / 0.1.
+Teacher outputs are computed per batch inside ``no_grad`` (no graph, no gradient).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+from . import backend, ops
+from .tensor import no_grad
+
+__all__ = ["LossWeights", "layer_map", "feature_loss", "embedding_loss", "distill_loss", "teacher_targets"]
+
+
+@dataclass
+class LossWeights:
+    kl: float = 1.0
+    ce: float = 0.1
+    features: float = 0.1
+    embedding: float = 0.1
+    temperature: float = 1.0
+    ignore_front: int = 0
+
+    @classmethod
+    def stage1(cls, **overrides):
+        """Stage 1 has no logits: features and embedding only (both weight 1)."""
+        return cls(**{"kl": 0.0, "ce": 0.0, "features": 1.0, "embedding": 1.0, **overrides})
+
+    @classmethod
+    def stage2(cls, **overrides):
+        return cls(**overrides)
+
+    def to_dict(self):
+        return asdict(self)
+
+
+def layer_map(n_student: int, n_teacher: int, ignore_front: int = 0):
+    """Pairs (student block, teacher hidden-state index) for the feature loss."""
+    pairs = []
+    for i in range(n_student):
+        if i < ignore_front:
+            continue
+        j = min(n_teacher, math.ceil((i + 1) * n_teacher / n_student))
+        pairs.append((i, j))
+    return pairs
+
+
+def feature_loss(taps, teacher_hidden, mask, pairs):
+    """Sum over mapped pairs of the masked MSE between student taps and teacher hidden states."""
+    keep = mask[..., None]  # (B, L, 1): padding excluded
+    total = None
+    for i, j in pairs:
+        term = ops.mse_loss(taps[i], teacher_hidden[j], keep)
+        total = term if total is None else total + term
+    return total
+
+
+def embedding_loss(student_embedding, teacher_embedding, mask):
+    """Masked MSE between the (projected) student word embedding and the teacher's."""
+    return ops.mse_loss(student_embedding, teacher_embedding, mask[..., None])
+
+
+@dataclass
+class TeacherTargets:
+    hidden: list  # h_0 .. h_Lt, arrays (B, L, D_t)
+    word_embedding: object  # (B, L, D_t) raw rows of the teacher's word-embedding table
+    logits: object | None  # (B, C) or None for a plain (stage 1) teacher
+
+
+def teacher_targets(teacher, input_ids, attention_mask, with_logits: bool):
+    """Run the frozen teacher once, without building a graph."""
+    bert = getattr(teacher, "bert", teacher)  # a classifier wraps the encoder
+    with no_grad():
+        out = teacher(input_ids, attention_mask, output_hidden_states=True)
+        words = bert.embeddings.word_embeddings.weight.data[input_ids]
+        hidden = [h.data for h in out.hidden_states]
+        logits = out.logits.data if with_logits else None
+    return TeacherTargets(hidden, words, logits)
+
+
+def distill_loss(student_out, targets: TeacherTargets, mask, w: LossWeights, labels=None, has_label=None):
+    """The weighted sum of the stage's losses; returns (loss, metrics of each term)."""
+    xp = backend.get_array_module(mask)
+    fmask = mask.astype(student_out.logits.dtype)
+    parts = {}
+    total = None
+
+    def add(name, weight, term):
+        nonlocal total
+        parts[name] = float(term.item())
+        weighted = term * weight
+        total = weighted if total is None else total + weighted
+
+    if w.features:
+        pairs = layer_map(len(student_out.taps), len(targets.hidden) - 1, w.ignore_front)
+        add("loss_features", w.features, feature_loss(student_out.taps, targets.hidden, fmask, pairs))
+    if w.embedding:
+        add("loss_embedding", w.embedding, embedding_loss(student_out.embedding, targets.word_embedding, fmask))
+    if w.kl and targets.logits is not None:
+        tau = w.temperature
+        z = targets.logits / tau
+        z = z - z.max(axis=-1, keepdims=True)
+        p = xp.exp(z)
+        p = p / p.sum(axis=-1, keepdims=True)  # softened teacher probabilities
+        add("loss_kl", w.kl, ops.kl_div(student_out.logits, p, temperature=tau))
+    if w.ce and labels is not None:
+        rows = xp.arange(labels.shape[0]) if has_label is None else xp.nonzero(has_label)[0]
+        if rows.shape[0]:
+            logits = student_out.logits if has_label is None else student_out.logits[rows]
+            add("loss_ce", w.ce, ops.cross_entropy(logits, labels[rows]))
+    if total is None:
+        raise ValueError("every loss weight is zero (or no term applies): nothing to train")
+    return total, parts
+
