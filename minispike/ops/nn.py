@@ -25,16 +25,17 @@ class Linear(Function):
     def forward(ctx, x, weight, bias=None):
         ctx.save_for_backward(x, weight)
         ctx.has_bias = bias is not None
-        y = x @ weight.T  # (..., out)
+        x2 = x.reshape(-1, x.shape[-1])  # (N, in): one big GEMM, not a batch of small ones
+        y = x2 @ weight.T  # (N, out)
         if bias is not None:
             y += bias
-        return y
+        return y.reshape(x.shape[:-1] + (weight.shape[0],))
 
     @staticmethod
     def backward(ctx, g):
         x, weight = ctx.saved
         g2 = g.reshape(-1, g.shape[-1])  # (N, out)
-        dx = g @ weight  # (..., in)
+        dx = (g2 @ weight).reshape(x.shape)  # (..., in)
         dw = g2.T @ x.reshape(-1, x.shape[-1])  # (out, in)
         db = g2.sum(axis=0) if ctx.has_bias else None
         return dx, dw, db
