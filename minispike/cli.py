@@ -1,7 +1,23 @@
-"""The ``minispike`` command line: one sub-command per job, one-line errors, progress bars."""
+"""The ``minispike`` command line: one sub-command per job, one-line errors, progress bars.
+
+    python -m minispike demo                       the whole pipeline on the built-in data
+    python -m minispike download sst2 --data-dir D fetch and verify a task's files
+    python -m minispike finetune-teacher --task sst2
+    python -m minispike pretrain   --task sst2     stage 1 (unlabelled text of sst2's language)
+    python -m minispike distill    --task sst2 --teacher RUN/teacher --init RUN/stage1
+    python -m minispike run        --task sst2     all stages, then the energy report
+    python -m minispike evaluate   CHECKPOINT --task sst2 --split test
+    python -m minispike predict    CHECKPOINT "a gripping , funny film"
+    python -m minispike energy     --student S --teacher T --task sst2
+    python -m minispike plot       RUN_DIR
+
+Every option can also come from a JSON file (``--config run.json``: keys are option names
+with underscores); flags given on the command line win over the file.
+"""
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 
 from . import __version__
@@ -11,12 +27,75 @@ class UserError(Exception):
     """A problem with the user's input: printed as one line, exit status 2, no traceback."""
 
 
+# ----------------------------------------------------------------------------------------
+# Option groups shared by the training commands
+# ----------------------------------------------------------------------------------------
+def _add_data(p, task=True):
+    if task:
+        p.add_argument("--task", default="builtin",
+                       help="task name (sst2, sst5, mr, subj, chnsenti, waimai, builtin) or a task spec "
+                            "(a task .json, or a CSV/TSV file with text and label columns)")
+    p.add_argument("--data-dir", default=None,
+                   help="directory holding the task folders (default: $MINISPIKE_DATA, else ~/.cache/minispike/data)")
+    p.add_argument("--max-length", type=int, default=64, help="tokens per sentence after truncation (default 64)")
+
+
+def _add_run(p, out_default):
+    p.add_argument("--out", default=out_default, help=f"run directory to write (default {out_default})")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run from its checkpoints/last")
+    p.add_argument("--quiet", action="store_true", help="no progress bars (log.jsonl still records everything)")
+    p.add_argument("--backend", choices=["numpy", "cupy"], default="numpy", help="array library (default numpy)")
+    p.add_argument("--config", default=None, help="JSON file of option values (command-line flags win)")
+
+
+def _add_train(p, epochs, lr, batch_size=32, weight_decay=0.01, eval_every=0):
+    g = p.add_argument_group("optimisation")
+    g.add_argument("--epochs", type=float, default=epochs, help=f"passes over the training data (default {epochs})")
+    g.add_argument("--lr", type=float, default=lr, help=f"peak learning rate of AdamW (default {lr})")
+    g.add_argument("--batch-size", type=int, default=batch_size, help=f"sentences per step (default {batch_size})")
+    g.add_argument("--weight-decay", type=float, default=weight_decay, help=f"decoupled weight decay (default {weight_decay})")
+    g.add_argument("--warmup-ratio", type=float, default=0.1, help="share of steps with linear warm-up (default 0.1)")
+    g.add_argument("--clip-norm", type=float, default=1.0, help="global gradient-norm clip, 0 = off (default 1.0)")
+    g.add_argument("--eval-every", type=int, default=eval_every, help="steps between dev evaluations (0 = each epoch)")
+    g.add_argument("--checkpoint-every", type=int, default=100, help="steps between resumable checkpoints (default 100)")
+    g.add_argument("--max-steps", type=int, default=None, help="stop after this many steps (budgets, smoke runs)")
+    g.add_argument("--seed", type=int, default=0, help="seed of initialisation, data order and dropout (default 0)")
+
+
+def _add_student(p):
+    p.add_argument("--preset", default="cpu", help="student size: cpu (256 x 4, T 4), tiny, paper, official (default cpu)")
+    p.add_argument("--T", type=int, default=None, help="time steps of the student (default: the preset's)")
+    p.add_argument("--depth", type=int, default=None, help="student blocks (default: the preset's)")
+    p.add_argument("--dim", type=int, default=None, help="student width (default: the preset's)")
+
+
+def _train_config(a):
+    from .finetune import TrainConfig
+    return TrainConfig(epochs=a.epochs, lr=a.lr, batch_size=a.batch_size, weight_decay=a.weight_decay,
+                       warmup_ratio=a.warmup_ratio, clip_norm=a.clip_norm, eval_every=a.eval_every,
+                       checkpoint_every=a.checkpoint_every, max_steps=a.max_steps, seed=a.seed)
+
+
+def _stage_config(a):
+    from .pipeline import StageConfig
+    return StageConfig(task=getattr(a, "task", "builtin"), data_dir=a.data_dir, max_length=a.max_length,
+                       quiet=getattr(a, "quiet", False), resume=getattr(a, "resume", False))
+
+
+def _overrides(a):
+    return {k: getattr(a, k) for k in ("T", "depth", "dim") if getattr(a, k, None) is not None}
+
+
+# ----------------------------------------------------------------------------------------
+# Commands
+# ----------------------------------------------------------------------------------------
 def cmd_gradcheck_demo(args):
     """Check a small network's gradients against finite differences and print the verdict."""
     from . import backend, ops
     from .gradcheck import gradcheck, make_inputs
     with backend.dtype_scope("float64"):
         x, w, b, g, beta = make_inputs((2, 3, 8), (4, 8), (4,), (4,), (4,), seed=args.seed)
+
         def net(x, w, b, g, beta):
             return ops.softmax(ops.gelu(ops.layer_norm(ops.linear(x, w, b), g, beta)), axis=-1)
         gradcheck(net, [x, w, b, g, beta], name="softmax(gelu(layer_norm(linear(x))))")
@@ -24,32 +103,299 @@ def cmd_gradcheck_demo(args):
     return 0
 
 
+def cmd_finetune_teacher(a):
+    from .pipeline import finetune_teacher
+    m = finetune_teacher(a.out, _stage_config(a), _train_config(a), teacher=a.teacher)
+    print(json.dumps(m, indent=2, default=str))
+    return 0
+
+
+def cmd_pretrain(a):
+    from .pipeline import pretrain
+    m = pretrain(a.out, _stage_config(a), _train_config(a), teacher=a.teacher, preset=a.preset,
+                 corpus_files=a.corpus or (), max_sentences=a.max_sentences, student_overrides=_overrides(a))
+    print(json.dumps(m, indent=2, default=str))
+    return 0
+
+
+def cmd_distill(a):
+    from .pipeline import distill
+    m = distill(a.out, _stage_config(a), _train_config(a), teacher=a.teacher, student_init=a.init,
+                preset=a.preset, augment_copies=a.augment, student_overrides=_overrides(a))
+    print(json.dumps(m, indent=2, default=str))
+    return 0
+
+
+def cmd_train_direct(a):
+    from .pipeline import train_direct
+    m = train_direct(a.out, _stage_config(a), _train_config(a), teacher=a.teacher, preset=a.preset,
+                     student_overrides=_overrides(a))
+    print(json.dumps(m, indent=2, default=str))
+    return 0
+
+
+def cmd_run(a):
+    from .finetune import TrainConfig
+    from .pipeline import RunPlan, run
+    plan = RunPlan(
+        teacher_train=TrainConfig(epochs=a.teacher_epochs, lr=a.teacher_lr, batch_size=32, seed=a.seed,
+                                  max_steps=a.max_steps),
+        stage1_train=TrainConfig(epochs=a.stage1_epochs, lr=a.lr, batch_size=a.batch_size, weight_decay=5e-3,
+                                 eval_every=200, seed=a.seed, max_steps=a.max_steps),
+        stage2_train=TrainConfig(epochs=a.epochs, lr=a.lr, batch_size=a.batch_size, weight_decay=5e-3,
+                                 eval_every=a.eval_every, seed=a.seed, max_steps=a.max_steps),
+        preset=a.preset, augment_copies=a.augment, stage1_sentences=a.stage1_sentences,
+        skip_stage1=a.skip_stage1, direct_baseline=a.direct_baseline, student_overrides=_overrides(a))
+    summary = run(a.out, _stage_config(a), plan, teacher=a.teacher)
+    print(story(summary))
+    return 0
+
+
+def cmd_demo(a):
+    from .pipeline import demo
+    summary = demo(a.out, quiet=a.quiet, fast=a.fast)
+    print(story(summary))
+    return 0
+
+
+def cmd_evaluate(a):
+    from .pipeline import evaluate
+    print(json.dumps(evaluate(a.checkpoint, _stage_config(a), a.split), indent=2))
+    return 0
+
+
+def cmd_predict(a):
+    from .pipeline import predict
+    texts = list(a.texts)
+    if a.file:
+        with open(a.file, encoding="utf-8") as f:
+            texts += [line.strip() for line in f if line.strip()]
+    if not texts:
+        raise UserError("give sentences as arguments or --file FILE (one per line)")
+    label_names = None
+    if a.task:
+        from .text import get_task
+        label_names = list(get_task(a.task).label_names)
+    for r in predict(a.checkpoint, texts, a.max_length, label_names):
+        print(json.dumps(r, ensure_ascii=False))
+    return 0
+
+
+def cmd_download(a):
+    from .text.download import download
+    result = download(a.task, data_dir=a.data_dir, from_dir=a.from_dir, base_url=a.base_url)
+    print(result if isinstance(result, str) else json.dumps(result, indent=2, default=str))
+    return 0
+
+
+def cmd_energy(a):
+    from .pipeline import energy_report
+    result = energy_report(a.student, a.teacher, _stage_config(a), a.out, split=a.split, max_sentences=a.sentences)
+    print(result.get("table", "") if isinstance(result, dict) else result)
+    print(json.dumps({k: v for k, v in result.items() if k != "table"}, indent=2, default=str)
+          if isinstance(result, dict) else "")
+    return 0
+
+
+def cmd_plot(a):
+    from .pipeline import plot_run
+    for path in plot_run(a.run_dir, a.out or a.run_dir, task=a.task, data_dir=a.data_dir):
+        print(path)
+    return 0
+
+
+def story(summary) -> str:
+    """The run told in a few sentences."""
+    lines = []
+    t = summary.get("teacher", {})
+    s2 = summary.get("stage2", {})
+    task = summary.get("task")
+    if t:
+        lines.append(f"The BERT teacher was fine-tuned on {task}: test accuracy {t['test_accuracy']:.1%} "
+                     f"(dev {t['dev_accuracy']:.1%}, {t['wall_seconds']:.0f} s).")
+    s1 = summary.get("stage1")
+    if s1:
+        lines.append(f"Stage 1 aligned the spiking student with the teacher on {s1['sentences']} unlabelled "
+                     f"sentences (held-out feature loss {s1['held_out_loss']:.3f}, {s1['wall_seconds']:.0f} s).")
+    if s2:
+        lines.append(f"Stage 2 distilled the task into the student ({s2['train_sentences']} training sentences "
+                     f"+ {s2['augmented_sentences']} augmented): test accuracy {s2['test_accuracy']:.1%} "
+                     f"(dev {s2['dev_accuracy']:.1%}, {s2['wall_seconds']:.0f} s).")
+    d = summary.get("direct")
+    if d:
+        lines.append(f"Trained on labels alone, the same student reaches {d['test_accuracy']:.1%}.")
+    e = summary.get("energy")
+    if e and "ratio" in e:
+        lines.append(f"Energy per sentence at 45 nm: student {e['student_mj']:.4f} mJ, teacher "
+                     f"{e['teacher_mj']:.4f} mJ: the student needs {e['ratio']:.1%} of the teacher's energy.")
+    if "wall_seconds" in summary:
+        lines.append(f"Everything took {summary['wall_seconds']:.0f} s.")
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------------------
+# The parser
+# ----------------------------------------------------------------------------------------
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="minispike", description="SpikeBERT from scratch: a spiking Transformer distilled from BERT.")
     parser.add_argument("--version", action="version", version=f"minispike {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("demo", help="the whole pipeline on the built-in data, in a few minutes")
+    p.add_argument("--out", default="runs/demo", help="run directory (default runs/demo)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--fast", action="store_true", help="a smaller, quicker demo (for tests)")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("download", help="fetch a task's files from their public sources, verify sha256")
+    p.add_argument("task", help="task name or 'all'")
+    p.add_argument("--data-dir", default=None, help="where to put them (default $MINISPIKE_DATA or the cache)")
+    p.add_argument("--from", dest="from_dir", default=None, help="copy and verify from a local folder instead")
+    p.add_argument("--base-url", default=None, help="a mirror serving the same paths (tests use a local server)")
+    p.set_defaults(func=cmd_download)
+
+    p = sub.add_parser("finetune-teacher", help="fine-tune the BERT teacher on a task")
+    _add_data(p)
+    _add_run(p, "runs/teacher")
+    p.add_argument("--teacher", default=None, help="BERT checkpoint directory (default: installed all-MiniLM-L6-v2)")
+    _add_train(p, epochs=3, lr=5e-5)
+    p.set_defaults(func=cmd_finetune_teacher)
+
+    p = sub.add_parser("pretrain", help="stage 1: distil the plain teacher's features on unlabelled text")
+    _add_data(p)
+    _add_run(p, "runs/stage1")
+    p.add_argument("--teacher", default=None, help="plain BERT checkpoint directory (default: MiniLM)")
+    p.add_argument("--corpus", nargs="*", default=None, help="extra text files, one sentence per line")
+    p.add_argument("--max-sentences", type=int, default=None, help="use at most this many corpus sentences")
+    _add_student(p)
+    _add_train(p, epochs=1, lr=5e-4, weight_decay=5e-3, eval_every=200)
+    p.set_defaults(func=cmd_pretrain)
+
+    p = sub.add_parser("distill", help="stage 2: distil the fine-tuned teacher on the task")
+    _add_data(p)
+    _add_run(p, "runs/stage2")
+    p.add_argument("--teacher", required=True, help="fine-tuned teacher: a checkpoint or a finetune-teacher run directory")
+    p.add_argument("--init", default=None, help="stage-1 student (checkpoint or run directory); default: random init")
+    p.add_argument("--augment", type=int, default=10, help="augmented copies per training sentence (default 10, 0 = off)")
+    _add_student(p)
+    _add_train(p, epochs=3, lr=5e-4, weight_decay=5e-3)
+    p.set_defaults(func=cmd_distill)
+
+    p = sub.add_parser("train-direct", help="the baseline: the student trained on labels only")
+    _add_data(p)
+    _add_run(p, "runs/direct")
+    p.add_argument("--teacher", default=None, help="only its vocabulary is used (default: MiniLM)")
+    _add_student(p)
+    _add_train(p, epochs=3, lr=5e-4, weight_decay=5e-3)
+    p.set_defaults(func=cmd_train_direct)
+
+    p = sub.add_parser("run", help="all stages for one task: teacher, stage 1, stage 2, energy")
+    _add_data(p)
+    _add_run(p, "runs/run")
+    p.add_argument("--teacher", default=None, help="plain BERT checkpoint directory (default: MiniLM)")
+    p.add_argument("--teacher-epochs", type=float, default=3, help="teacher fine-tuning epochs (default 3)")
+    p.add_argument("--teacher-lr", type=float, default=5e-5, help="teacher learning rate (default 5e-5)")
+    p.add_argument("--stage1-epochs", type=float, default=1, help="stage-1 epochs over the corpus (default 1)")
+    p.add_argument("--stage1-sentences", type=int, default=None, help="cap on stage-1 corpus sentences")
+    p.add_argument("--skip-stage1", action="store_true", help="stage 2 from a random student (ablation)")
+    p.add_argument("--direct-baseline", action="store_true", help="also train the student on labels alone")
+    p.add_argument("--augment", type=int, default=10, help="augmented copies per training sentence (default 10)")
+    _add_student(p)
+    _add_train(p, epochs=3, lr=5e-4, weight_decay=5e-3)
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("evaluate", help="accuracy of a checkpoint (student or teacher) on a split")
+    p.add_argument("checkpoint", help="checkpoint directory or run directory")
+    _add_data(p)
+    p.add_argument("--split", default="test", choices=["train", "dev", "test"])
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("predict", help="label and probabilities for sentences, from a checkpoint")
+    p.add_argument("checkpoint", help="checkpoint directory or run directory")
+    p.add_argument("texts", nargs="*", help="sentences to classify")
+    p.add_argument("--file", default=None, help="a text file, one sentence per line")
+    p.add_argument("--task", default=None, help="name the labels after this task's label names")
+    p.add_argument("--max-length", type=int, default=64)
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("energy", help="45 nm energy estimate of student vs teacher, per layer")
+    p.add_argument("--student", required=True, help="student checkpoint or run directory")
+    p.add_argument("--teacher", required=True, help="fine-tuned teacher checkpoint or run directory")
+    _add_data(p)
+    p.add_argument("--split", default="test")
+    p.add_argument("--sentences", type=int, default=256, help="sentences to average over (default 256)")
+    p.add_argument("--out", default=None, help="write energy.json (and the table) here")
+    p.set_defaults(func=cmd_energy)
+
+    p = sub.add_parser("plot", help="pictures of a run: training curves, spikes, attention, energy")
+    p.add_argument("run_dir", help="a run directory (stage 2 or a full run)")
+    p.add_argument("--out", default=None, help="where to write the PNGs (default: the run directory)")
+    p.add_argument("--task", default=None, help="task to draw an example sentence from")
+    p.add_argument("--data-dir", default=None)
+    p.set_defaults(func=cmd_plot)
+
     p = sub.add_parser("gradcheck-demo", help="check a small network's gradients by finite differences")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_gradcheck_demo)
     return parser
 
 
+def _apply_config_file(parser, argv):
+    """``--config file.json`` sets defaults of the chosen sub-command; flags still win."""
+    args = parser.parse_args(argv)
+    path = getattr(args, "config", None)
+    if not path:
+        return args
+    try:
+        with open(path, encoding="utf-8") as f:
+            values = json.load(f)
+    except FileNotFoundError:
+        raise UserError(f"config file {path} not found") from None
+    except json.JSONDecodeError as e:
+        raise UserError(f"{path}:{e.lineno}: not valid JSON ({e.msg})") from None
+    if not isinstance(values, dict):
+        raise UserError(f"{path}: must hold a JSON object of option values")
+    unknown = sorted(k for k in values if not hasattr(args, k.replace("-", "_")))
+    if unknown:
+        raise UserError(f"{path}: unknown option(s) for {args.command}: {', '.join(unknown)}")
+    sub = parser._subparsers._group_actions[0].choices[args.command]
+    sub.set_defaults(**{k.replace("-", "_"): v for k, v in values.items()})
+    return parser.parse_args(argv)
+
+
 def main(argv=None):
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = _apply_config_file(parser, argv)
+    except UserError as e:
+        print(f"minispike: error: {e}", file=sys.stderr)
+        return 2
     if not getattr(args, "func", None):
         parser.print_help()
         return 0
+    from .pipeline import PipelineError
+    from .text.tasks import DataError
     try:
+        if getattr(args, "backend", "numpy") != "numpy":
+            from . import backend
+            backend.use(args.backend)
         return args.func(args)
-    except UserError as e:
+    except (UserError, PipelineError, DataError, FileNotFoundError) as e:
         print(f"minispike {args.command}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        print(f"minispike {args.command}: interrupted; continue with --resume", file=sys.stderr)
         return 130
+    except Exception as e:  # loading errors of checkpoints and safetensors files are user errors too
+        if type(e).__name__ in ("SafetensorsError", "BertLoadError", "CheckpointError", "StateDictError",
+                                "TrainingDiverged"):
+            print(f"minispike {args.command}: error: {e}", file=sys.stderr)
+            return 2
+        raise
 
 
 if __name__ == "__main__":
     sys.exit(main())
+

@@ -106,12 +106,13 @@ def load_weights(model, directory, source=None):
 
 
 def fit(run_dir, model, loss_fn, data, evaluate, cfg: TrainConfig, *, model_config: dict,
-        resume=False, quiet=False, desc="train", files=None):
+        resume=False, quiet=False, desc="train", writer=None):
     """Train ``model`` on ``data`` with ``loss_fn``; keep the best dev checkpoint.
 
-    ``data`` provides ``num_batches(epoch)`` and ``batches(epoch, start)`` (an iterator of
-    batch dicts; ``input_ids`` in each is used to count tokens). ``files``: extra files to
-    store in every checkpoint (vocabulary). Returns a dict with the best dev metrics, the
+    ``data`` is a ``text.batching.Batcher`` (or anything with ``len()`` batches per epoch,
+    ``epoch`` and ``position`` attributes, and iteration over the rest of the current epoch);
+    each batch's ``mask`` counts the tokens. ``writer``: a callable(dir)
+    that adds files to every checkpoint (the tokenizer's ``save_pretrained``). Returns a dict with the best dev metrics, the
     step they were reached at and the wall time.
     """
     os.makedirs(run_dir, exist_ok=True)
@@ -122,7 +123,7 @@ def fit(run_dir, model, loss_fn, data, evaluate, cfg: TrainConfig, *, model_conf
     params = [p for _, p in model.named_parameters()]
     opt = optim.AdamW(params, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
 
-    batches_per_epoch = data.num_batches(0)
+    batches_per_epoch = len(data)
     total_steps = int(math.ceil(cfg.epochs * batches_per_epoch))
     if cfg.max_steps is not None:
         total_steps = min(total_steps, cfg.max_steps)
@@ -151,7 +152,7 @@ def fit(run_dir, model, loss_fn, data, evaluate, cfg: TrainConfig, *, model_conf
                  "lr": opt.lr, "rng": backend.get_rng().bit_generator.state}
         tensors = dict(model.state_dict())
         tensors.update(_optimizer_tensors(opt, names))
-        save_checkpoint(last_dir, tensors, model_config, extra=state, files=files)
+        save_checkpoint(last_dir, tensors, model_config, extra=state, writer=writer)
 
     last_eval = [None]
 
@@ -166,16 +167,16 @@ def fit(run_dir, model, loss_fn, data, evaluate, cfg: TrainConfig, *, model_conf
         if value > best:
             best, best_step = value, step
             save_checkpoint(best_dir, model.state_dict(), model_config,
-                            extra={"step": step, "dev": metrics}, files=files)
+                            extra={"step": step, "dev": metrics}, writer=writer)
         return metrics
 
     t0 = time.perf_counter()
     model.train()
     while step < total_steps:
-        n = data.num_batches(epoch)
-        with Progress(min(n, total_steps - step + position), f"{desc} epoch {epoch + 1}", quiet=quiet) as bar:
-            bar.n = 0
-            for batch in data.batches(epoch, start=position):
+        n = len(data)
+        data.epoch, data.position = epoch, position
+        with Progress(min(n - position, total_steps - step), f"{desc} epoch {epoch + 1}", quiet=quiet) as bar:
+            for batch in data:
                 if step >= total_steps:
                     break
                 opt.lr = optim.cosine_schedule(step, total_steps, cfg.lr, warmup, cfg.min_lr_ratio)
@@ -192,7 +193,7 @@ def fit(run_dir, model, loss_fn, data, evaluate, cfg: TrainConfig, *, model_conf
                 opt.step()
                 step += 1
                 position += 1
-                tokens = int(batch["attention_mask"].sum())
+                tokens = int(batch["mask"].sum())
                 bar.update(1, tokens=tokens, loss=value, **{k: v for k, v in metrics.items() if isinstance(v, float)})
                 if step % 10 == 0 or step == 1:
                     log.write(event="train", step=step, epoch=epoch, loss=value, lr=opt.lr,

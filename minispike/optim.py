@@ -90,12 +90,19 @@ class AdamW(Optimizer):
                 self.m[i], self.v[i] = xp.zeros_like(p.data), xp.zeros_like(p.data)
             m, v = self.m[i], self.v[i]
             m *= b1
-            m += (1 - b1) * g
+            m += (1 - b1) * g  # m = b1 m + (1 - b1) g
+            g2 = g * g
+            g2 *= 1 - b2
             v *= b2
-            v += (1 - b2) * (g * g)
+            v += g2  # v = b2 v + (1 - b2) g^2
             if self.weight_decay:
-                p.data -= (self.lr * self.weight_decay) * p.data  # decoupled decay
-            p.data -= (self.lr / c1) * m / (xp.sqrt(v / c2) + self.eps)
+                p.data *= 1 - self.lr * self.weight_decay  # decoupled decay
+            denom = xp.sqrt(v)
+            denom *= 1 / math.sqrt(c2)
+            denom += self.eps  # sqrt(vhat) + eps
+            update = m / denom
+            update *= self.lr / c1  # lr mhat / (sqrt(vhat) + eps)
+            p.data -= update
 
 
 def cosine_schedule(step, total_steps, base_lr, warmup_steps=0, min_ratio=0.0):
@@ -111,7 +118,7 @@ def clip_grad_norm(params, max_norm):
     grads = [p.grad for p in params if p.grad is not None]
     if not grads:
         return 0.0
-    total = math.sqrt(sum(float((g * g).sum()) for g in grads))
+    total = math.sqrt(sum(float(g.reshape(-1) @ g.reshape(-1)) for g in grads))  # a BLAS dot each
     if total > max_norm:
         scale = max_norm / (total + 1e-6)
         for p in params:

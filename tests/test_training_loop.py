@@ -8,26 +8,18 @@ import pytest
 from minispike import nn, ops
 from minispike.finetune import TrainConfig, TrainingDiverged, fit, load_weights
 from minispike.io.checkpoint import load_checkpoint
+from minispike.text.batching import Batcher
 from minispike.tensor import Tensor
 
 
-class ToyData:
-    """Batches of a linearly separable problem; the order depends only on (seed, epoch)."""
-
-    def __init__(self, n=64, batch=8, seed=0):
-        rng = np.random.default_rng(seed)
-        self.x = rng.standard_normal((n, 4)).astype(np.float32)
-        self.y = (self.x[:, 0] + self.x[:, 1] > 0).astype(np.int64)
-        self.batch, self.seed = batch, seed
-
-    def num_batches(self, epoch):
-        return len(self.x) // self.batch
-
-    def batches(self, epoch, start=0):
-        order = np.random.default_rng([self.seed, epoch]).permutation(len(self.x))
-        for b in range(start, self.num_batches(epoch)):
-            idx = order[b * self.batch:(b + 1) * self.batch]
-            yield {"x": self.x[idx], "labels": self.y[idx], "attention_mask": np.ones((len(idx), 1))}
+def ToyData(n=64, batch=8, seed=0):
+    """A linearly separable problem, served by the real Batcher (features ride as extras)."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, 4)).astype(np.float32)
+    y = (x[:, 0] + x[:, 1] > 0).astype(np.int64)
+    data = Batcher([np.array([1])] * n, labels=y, batch_size=batch, seed=seed, extras={"x": x})
+    data.x, data.y = x, y
+    return data
 
 
 class Toy(nn.Module):

