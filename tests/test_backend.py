@@ -12,7 +12,8 @@ from minispike.tensor import Tensor
 
 PKG = Path(minispike.__file__).parent
 # Floors that touch files and host memory may use numpy; everything else takes xp from its inputs.
-HOST_SIDE = {"backend.py", "cli.py"}
+# pipeline.py handles host-side token ids, labels and predictions (model data goes through xp).
+HOST_SIDE = {"backend.py", "cli.py", "pipeline.py"}
 HOST_DIRS = {"io", "text"}
 
 
