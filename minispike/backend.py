@@ -354,16 +354,37 @@ def rand(shape, xp=None, dtype=None):
 # Functions NumPy lacks or names differently from CuPy
 # ----------------------------------------------------------------------------------------
 def erf(x):
-    """The error function on the array's own device (SciPy on the host, cupyx on a GPU)."""
+    """The error function on the array's own device.
+
+    float64: SciPy on the host (cupyx on a GPU), exact to rounding, so float64 gradient
+    checks see the true function. float32 on the host: Abramowitz & Stegun 7.1.26,
+    ``erf(a) = 1 - (c1 t + ... + c5 t^5) exp(-a^2)`` with ``t = 1 / (1 + p a)``, in place,
+    absolute error below 1.5e-7 (under float32's own rounding of GELU) and about 5x faster.
+    """
     xp = get_array_module(x)
-    if xp is np:
-        from scipy.special import erf as _erf
+    if xp is not np and xp is not STRICT:  # pragma: no cover - GPU only
+        from cupyx.scipy.special import erf as _erf
         return _erf(x)
-    if xp is STRICT:
+    raw = _unwrap(x)
+    if raw.dtype != np.float32:
         from scipy.special import erf as _erf
-        return _wrap(_erf(x._a))
-    from cupyx.scipy.special import erf as _erf  # pragma: no cover - GPU only
-    return _erf(x)
+        return _wrap(_erf(raw)) if xp is STRICT else _erf(raw)
+    a = np.abs(raw)
+    t = a * np.float32(0.3275911)
+    t += 1
+    np.reciprocal(t, out=t)
+    poly = np.full_like(raw, 1.061405429)
+    for c in (-1.453152027, 1.421413741, -0.284496736, 0.254829592):
+        poly *= t
+        poly += np.float32(c)
+    poly *= t
+    np.multiply(a, a, out=a)
+    np.negative(a, out=a)
+    np.exp(a, out=a)
+    poly *= a
+    np.subtract(1, poly, out=poly)
+    out = np.copysign(poly, raw, out=poly)
+    return _wrap(out) if xp is STRICT else out
 
 
 def scatter_add(target, index, values):

@@ -98,3 +98,17 @@ def test_the_scan_catches_a_numpy_call(tmp_path):
     pattern = re.compile(r"(^|[^\w.])(np|numpy)\.\w+|^\s*(import numpy|from numpy)")
     assert pattern.search("y = np.exp(x)") and pattern.search("import numpy as np")
     assert not pattern.search("y = xp.exp(x)") and not pattern.search("y = self.np.x")
+
+
+def test_float32_erf_is_accurate_and_float64_exact(xp):
+    from scipy.special import erf
+    x = np.linspace(-6, 6, 10001)
+    got32 = backend.to_numpy(backend.erf(xp.asarray(x.astype(np.float32))))
+    assert got32.dtype == np.float32 and np.abs(got32 - erf(x)).max() < 1e-6
+    got64 = backend.to_numpy(backend.erf(xp.asarray(x)))
+    assert np.array_equal(got64, erf(x))
+
+
+def test_dropout_keeps_the_dtype():
+    x = Tensor(np.ones((4, 4), np.float32), requires_grad=True)
+    assert ops.dropout(x, 0.5, training=True).dtype == np.float32

@@ -110,7 +110,7 @@ class Dropout(Function):
             return x
         xp = backend.get_array_module(x)
         keep = backend.rand(x.shape, xp=xp, dtype=x.dtype) >= p
-        ctx.scale = keep * (1.0 / (1.0 - p))  # m / (1 - p)
+        ctx.scale = keep.astype(x.dtype) * (1.0 / (1.0 - p))  # m / (1 - p), in x's dtype
         return x * ctx.scale
 
     @staticmethod

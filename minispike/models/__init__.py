@@ -1,0 +1,1 @@
+"""The models: the BERT teacher (``bert``) and the spiking student (``spikebert``)."""
