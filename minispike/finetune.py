@@ -142,7 +142,8 @@ def fit(run_dir, model, loss_fn, data, evaluate, cfg: TrainConfig, *, model_conf
         backend.get_rng().bit_generator.state = state["rng"]
         log.truncate_after(step)
         log.write(event="resume", step=step, epoch=epoch, position=position)
-    else:
+    else:  # a fresh run: a fresh log (the checkpoints are replaced too)
+        open(log.path, "w").close()
         write_json(os.path.join(run_dir, "config.json"), {"train": cfg.to_dict(), "model": model_config})
         log.write(event="start", step=0, total_steps=total_steps, batches_per_epoch=batches_per_epoch)
 

@@ -49,7 +49,7 @@ def gradcheck(fn, inputs, name=None, eps=1e-6, atol=1e-6, rtol=1e-4, max_coords=
         if not t.requires_grad:
             continue
         analytic = backend.to_numpy(t.grad) if t.grad is not None else None
-        t.data = xp.ascontiguousarray(t.data)
+        t.data = xp.ascontiguousarray(t.data).reshape(t.shape)  # keep 0-d inputs 0-d
         flat = t.data.reshape(-1)  # a view: nudging it nudges the input
         n = t.size
         coords = range(n) if n <= max_coords else rng.choice(n, size=max_coords, replace=False)

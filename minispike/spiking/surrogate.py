@@ -84,10 +84,11 @@ class ATan(Surrogate):
 
     def derivative(self, x):
         # the same order of operations as spikingjelly: a / 2 / (1 + (pi/2 a x)^2)
-        u = (math.pi / 2 * self.alpha) * x
+        xp = backend.get_array_module(x)
+        u = xp.asarray((math.pi / 2 * self.alpha) * x)  # a fresh array: the rest works in place
         u *= u
         u += 1.0
-        return (self.alpha / 2) / u
+        return xp.divide(self.alpha / 2, u, out=u)
 
 
 class Sigmoid(Surrogate):

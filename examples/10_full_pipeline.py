@@ -1,0 +1,125 @@
+"""10 - The whole of SpikeBERT on a real task: teacher, stage 1, stage 2, energy.
+
+Everything the earlier examples showed in pieces, run end to end by ``minispike.pipeline.run``
+(the same code as ``python -m minispike run``):
+
+    0. fine-tune the BERT teacher (all-MiniLM-L6-v2) on the task        pipeline.finetune_teacher
+    1. stage 1: the student's blocks imitate the plain teacher on        pipeline.pretrain
+       unlabelled text (the task's training sentences)                   (example 07)
+    2. stage 2: the student, started from stage 1, imitates the          pipeline.distill
+       fine-tuned teacher on the training set + augmented copies         (example 08)
+    3. energy of student and teacher on the test split                   pipeline.energy_report (example 09)
+
+Each stage writes a run directory (config.json, log.jsonl, checkpoints/best, metrics.json)
+under ``--out``; the model of each stage is selected on the dev split, and the test split is
+evaluated once, at the end. ``summary.json`` collects the numbers printed below.
+
+Tasks: ``builtin`` (292 sentences shipped with minispike, no download) or a downloaded task
+(sst2, sst5, mr, subj, chnsenti, waimai; ``python -m minispike download TASK``) in ``--data-dir``.
+Real tasks take a long time on a CPU: ``--budget N`` caps every stage at N optimiser steps.
+
+Run:  python examples/10_full_pipeline.py                                 (built-in data, a few minutes)
+      python examples/10_full_pipeline.py --fast                          (a smoke run, 6 steps a stage)
+      python examples/10_full_pipeline.py --task sst2 --data-dir ../shared/data --budget 300
+Read next: docs/overview.md, docs/distillation.md, docs/results.md.
+"""
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, no install needed
+
+from minispike.finetune import TrainConfig  # noqa: E402
+from minispike.pipeline import PipelineError, RunPlan, StageConfig, make_small_teacher, resolve_teacher, run  # noqa: E402
+from minispike.text import builtin_texts, get_task  # noqa: E402
+
+
+def make_plan(task, budget, fast, pretrained=True):
+    """Settings per stage. The built-in task uses the demo's sizes; real tasks the plan's defaults."""
+    steps = 6 if fast else budget
+    if task == "builtin":
+        return RunPlan(  # a teacher built from scratch (no MiniLM) needs more epochs and a larger rate
+            teacher_train=TrainConfig(epochs=4 if pretrained else 15, lr=5e-5 if pretrained else 1e-3,
+                                      batch_size=16, max_steps=steps, checkpoint_every=50),
+            stage1_train=TrainConfig(epochs=4, lr=1e-3, batch_size=16, weight_decay=5e-3, eval_every=20,
+                                     max_steps=steps, checkpoint_every=50),
+            stage2_train=TrainConfig(epochs=6, lr=1e-3, batch_size=16, weight_decay=5e-3, eval_every=40,
+                                     max_steps=steps, checkpoint_every=50),
+            preset="cpu", augment_copies=2 if fast else 4, student_overrides={"dim": 128, "depth": 2, "heads": 4})
+    plan = RunPlan(stage1_sentences=2000 if fast else None, augment_copies=1 if fast else 10)
+    for t in (plan.teacher_train, plan.stage1_train, plan.stage2_train):
+        t.max_steps = steps
+        t.eval_every = min(t.eval_every or 200, steps) if steps else t.eval_every
+    if fast:
+        plan.student_overrides = {"dim": 128, "depth": 2, "heads": 4}
+    return plan
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--task", default="builtin", help="builtin (default), sst2, sst5, mr, subj, chnsenti, waimai")
+    ap.add_argument("--data-dir", default=None, help="where downloaded tasks live (not needed for builtin)")
+    ap.add_argument("--out", default=str(Path(__file__).with_name("out")), help="output folder (runs go in 10_run/)")
+    ap.add_argument("--budget", type=int, default=None, help="at most this many optimiser steps per stage")
+    ap.add_argument("--fast", action="store_true", help="6 steps per stage: checks the plumbing, not the accuracy")
+    ap.add_argument("--teacher", default=None, help="a BERT checkpoint directory (default: the installed MiniLM)")
+    ap.add_argument("--max-length", type=int, default=None, help="token limit (default 32 builtin, 64 otherwise)")
+    args = ap.parse_args(argv)
+
+    try:
+        task = get_task(args.task).name
+    except Exception as e:
+        sys.exit(f"error: {e}")
+    run_dir = Path(args.out) / "10_run" / task
+    cfg = StageConfig(task=task, data_dir=args.data_dir, quiet=False,
+                      max_length=args.max_length or (32 if task == "builtin" else 64))
+    teacher = args.teacher
+    try:
+        pretrained = resolve_teacher(teacher) is not None
+    except PipelineError as e:
+        sys.exit(f"error: {e}")
+    if not pretrained and task == "builtin":  # no MiniLM: a small BERT with a vocabulary of the built-in text
+        teacher = make_small_teacher(run_dir / "small-teacher", builtin_texts())
+        print(f"note: all-MiniLM-L6-v2 is not installed: using a small random BERT ({teacher}) as the teacher")
+    plan = make_plan(task, args.budget, args.fast, pretrained)
+    print(f"task {task}; runs in {run_dir}; steps per stage: "
+          f"{'6 (--fast)' if args.fast else args.budget or 'the plan epochs'}")
+    t0 = time.perf_counter()
+    try:
+        summary = run(str(run_dir), cfg, plan, teacher=teacher)
+    except PipelineError as e:  # missing data, missing teacher, ...: one line, no traceback
+        sys.exit(f"error: {e}")
+
+    te, s1, s2, en = summary["teacher"], summary.get("stage1"), summary["stage2"], summary["energy"]
+    print("\n=================== summary ===================")
+    print(f"task {task}, {time.perf_counter() - t0:.0f} s in all")
+    print(f"  teacher  (BERT, fine-tuned)     dev {te['dev_accuracy']:.3f}  test {te['test_accuracy']:.3f}  "
+          f"({te['steps']} steps)")
+    if s1:
+        print(f"  stage 1  (features, embedding)  held-out loss {s1['held_out_loss']:.4f}  ({s1['steps']} steps, "
+              f"{s1['sentences']} sentences)")
+    print(f"  stage 2  (SpikeBERT student)    dev {s2['dev_accuracy']:.3f}  test {s2['test_accuracy']:.3f}  "
+          f"({s2['steps']} steps, {s2['train_sentences']} + {s2['augmented_sentences']} augmented sentences)")
+    print(f"  energy per test sentence: student {en['student_mj']:.4g} mJ, teacher {en['teacher_mj']:.4g} mJ, "
+          f"ratio {en['ratio']:.4f}" + (f" (strict rule: {en['ratio_strict']:.4f})" if "ratio_strict" in en else ""))
+    print(f"  files: {run_dir / 'summary.json'}, {run_dir / 'energy.txt'}, */log.jsonl, */checkpoints/best")
+    if args.fast:
+        print("  (--fast: 6 steps a stage, so the accuracies are near chance; drop --fast for a real run)")
+
+    try:
+        from minispike import plot
+        if (run_dir / "energy_teacher.json").is_file():
+            path = plot.energy_breakdown(run_dir / "energy.json", args.out, teacher=run_dir / "energy_teacher.json",
+                                         filename="10_full_pipeline_energy")
+            print(f"saved {path}")
+        log = plot.read_log(run_dir / "stage2" / "log.jsonl")
+        path = plot.training_curves(log, args.out, title=f"stage 2 on {task}", filename="10_full_pipeline_stage2")
+        print(f"saved {path}")
+    except ImportError:
+        print("note: matplotlib is not installed; skipping the pictures (pip install matplotlib)")
+
+
+if __name__ == "__main__":
+    main()
