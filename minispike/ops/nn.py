@@ -75,31 +75,45 @@ class LogSoftmax(Function):
 
 
 class LayerNorm(Function):
-    """Layer norm over the last axis, forward and backward written out (llm.c style)."""
+    """Layer norm over the last axis, forward and backward written out (llm.c style).
+
+    Rows are flattened to (N, D); row dot products use einsum, and intermediate arrays are
+    reused in place, so each direction allocates two (N, D) arrays.
+    """
 
     @staticmethod
     def forward(ctx, x, weight, bias, eps=1e-12):
         xp = backend.get_array_module(x)
-        mu = x.mean(axis=-1, keepdims=True)
-        xc = x - mu
-        var = (xc * xc).mean(axis=-1, keepdims=True)
-        rstd = 1.0 / xp.sqrt(var + eps)
-        xhat = xc * rstd
+        D = x.shape[-1]
+        x2 = x.reshape(-1, D)  # (N, D)
+        mu = x2.mean(axis=1, keepdims=True)  # (N, 1)
+        xhat = x2 - mu  # x - mu
+        var = xp.einsum("ij,ij->i", xhat, xhat)[:, None] / D  # mean((x - mu)^2)
+        rstd = 1.0 / xp.sqrt(var + eps)  # (N, 1)
+        xhat *= rstd  # xhat = (x - mu) * rstd
         ctx.save_for_backward(xhat, rstd, weight)
-        return xhat * weight + bias
+        ctx.shape = x.shape
+        y = xhat * weight
+        y += bias
+        return y.reshape(x.shape)
 
     @staticmethod
     def backward(ctx, g):
         xhat, rstd, weight = ctx.saved
-        lead = tuple(range(g.ndim - 1))
-        dweight = (g * xhat).sum(axis=lead)  # dL/dw = sum over rows of g * xhat
-        dbias = g.sum(axis=lead)  # dL/db = sum over rows of g
-        dxhat = g * weight  # through the affine
+        xp = backend.get_array_module(g)
+        D = xhat.shape[1]
+        g2 = g.reshape(-1, D)  # (N, D)
+        dweight = xp.einsum("ij,ij->j", g2, xhat)  # dL/dw = sum over rows of g * xhat
+        dbias = g2.sum(axis=0)  # dL/db = sum over rows of g
+        dxhat = g2 * weight  # through the affine
         # through the normalisation: the mean term and the variance term
-        mean_dxhat = dxhat.mean(axis=-1, keepdims=True)
-        mean_dxhat_xhat = (dxhat * xhat).mean(axis=-1, keepdims=True)
-        dx = rstd * (dxhat - mean_dxhat - xhat * mean_dxhat_xhat)
-        return dx, dweight, dbias
+        mean_dxhat = dxhat.mean(axis=1, keepdims=True)
+        mean_dxhat_xhat = xp.einsum("ij,ij->i", dxhat, xhat)[:, None] / D
+        dx = xhat * mean_dxhat_xhat
+        dxhat -= mean_dxhat
+        dxhat -= dx
+        dxhat *= rstd  # dx = rstd * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat))
+        return dxhat.reshape(ctx.shape), dweight, dbias
 
 
 class Dropout(Function):
