@@ -21,12 +21,12 @@ The picture plots L as a function of w and draws the tangent whose slope is dL/d
 Run:  python examples/01_autograd_by_hand.py [--out examples/out]
 Read next: docs/autograd.md, minispike/tensor.py.
 """
-import argparse
 import math
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, no install needed
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # examples/, for _shared (any cwd)
+import _shared  # noqa: E402  (the plumbing every example shares; puts the checkout on sys.path)
 
 import numpy as np  # noqa: E402
 
@@ -36,10 +36,7 @@ from minispike.tensor import Tensor  # noqa: E402
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", default=str(Path(__file__).with_name("out")), help="where the PNG goes")
-    ap.add_argument("--fast", action="store_true", help="accepted for uniformity (this example is always fast)")
-    args = ap.parse_args(argv)
+    args = _shared.parse_args(__doc__, argv)
 
     backend.set_default_dtype(np.float64)  # float64 everywhere: finite differences need it
     x_val, w_val, b_val, target = 2.0, -0.5, 0.3, 0.5
@@ -94,14 +91,9 @@ def main(argv=None):
 
 
 def save_picture(out, loss_of_w, w0, L0, slope):
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print("note: matplotlib is not installed; skipping the picture (pip install matplotlib)")
+    plt = _shared.pyplot()
+    if plt is None:
         return
-    out.mkdir(parents=True, exist_ok=True)
     ws = np.linspace(-2, 2, 200)
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.plot(ws, loss_of_w(ws), label="L(w)")
@@ -112,11 +104,7 @@ def save_picture(out, loss_of_w, w0, L0, slope):
     ax.set_ylabel("L")
     ax.set_title("The gradient is the slope of the loss")
     ax.legend()
-    fig.tight_layout()
-    path = out / "01_autograd_by_hand.png"
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    print(f"saved {path}")
+    _shared.save_figure(fig, out, "01_autograd_by_hand")
 
 
 if __name__ == "__main__":

@@ -15,11 +15,11 @@ never fires (H only approaches X), above it the rate grows with the input - rate
 Run:  python examples/02_lif_neuron.py [--out examples/out]
 Read next: minispike/spiking/lif.py, docs/lif.md.
 """
-import argparse
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, no install needed
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # examples/, for _shared (any cwd)
+import _shared  # noqa: E402  (the plumbing every example shares; puts the checkout on sys.path)
 
 import numpy as np  # noqa: E402
 
@@ -30,10 +30,7 @@ TAU, V_TH, V_RESET = 2.0, 1.0, 0.0
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", default=str(Path(__file__).with_name("out")), help="where the PNG goes")
-    ap.add_argument("--fast", action="store_true", help="accepted for uniformity (this example is always fast)")
-    args = ap.parse_args(argv)
+    args = _shared.parse_args(__doc__, argv)
 
     # An input current over T = 12 steps: quiet, a strong push, a weak push, a pulse.
     X = np.array([0.0, 1.5, 1.5, 1.5, 1.5, 0.9, 0.9, 0.9, 0.9, 3.0, 0.0, 0.0], dtype=np.float32)
@@ -78,14 +75,9 @@ def main(argv=None):
 
 
 def save_picture(out, X, H, S, V, currents, rates):
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print("note: matplotlib is not installed; skipping the picture (pip install matplotlib)")
+    plt = _shared.pyplot()
+    if plt is None:
         return
-    out.mkdir(parents=True, exist_ok=True)
     T = len(X)
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4), gridspec_kw={"width_ratios": [2, 1]})
     t = np.arange(T)
@@ -103,11 +95,7 @@ def save_picture(out, X, H, S, V, currents, rates):
     a2.set_xlabel("constant input X")
     a2.set_ylabel("spikes per step")
     a2.set_title("Rate coding")
-    fig.tight_layout()
-    path = out / "02_lif_neuron.png"
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    print(f"saved {path}")
+    _shared.save_figure(fig, out, "02_lif_neuron")
 
 
 if __name__ == "__main__":

@@ -20,11 +20,11 @@ forward into the smooth g itself (what makes finite-difference checks possible, 
 Run:  python examples/03_surrogate_gradients.py [--out examples/out]
 Read next: docs/surrogate.md.
 """
-import argparse
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, no install needed
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # examples/, for _shared (any cwd)
+import _shared  # noqa: E402  (the plumbing every example shares; puts the checkout on sys.path)
 
 import numpy as np  # noqa: E402
 
@@ -64,10 +64,7 @@ def teach_to_fire(surrogate, steps=8, lr=0.5, x=1.0, w0=0.3, v_th=1.0):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", default=str(Path(__file__).with_name("out")), help="where the PNG goes")
-    ap.add_argument("--fast", action="store_true", help="accepted for uniformity (this example is always fast)")
-    args = ap.parse_args(argv)
+    args = _shared.parse_args(__doc__, argv)
 
     print("Part 1: the true derivative of the step (0). Target: make the neuron fire.")
     w = teach_to_fire(TrueStep())
@@ -102,14 +99,9 @@ def main(argv=None):
 
 
 def save_picture(out, surrogates):
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print("note: matplotlib is not installed; skipping the picture (pip install matplotlib)")
+    plt = _shared.pyplot()
+    if plt is None:
         return
-    out.mkdir(parents=True, exist_ok=True)
     x = np.linspace(-2, 2, 801)
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4))
     a1.step(x, (x >= 0).astype(float), where="post", color="k", lw=2, label="Heaviside (forward)")
@@ -122,11 +114,7 @@ def save_picture(out, surrogates):
     for a in (a1, a2):
         a.set_xlabel("x = H - V_th")
         a.legend(fontsize=8)
-    fig.tight_layout()
-    path = out / "03_surrogate_gradients.png"
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    print(f"saved {path}")
+    _shared.save_figure(fig, out, "03_surrogate_gradients")
 
 
 if __name__ == "__main__":

@@ -29,11 +29,11 @@ That loop is written out below and compared with
 Run:  python examples/04_bptt_by_hand.py [--out examples/out]
 Read next: minispike/spiking/lif.py (LIFFunction.backward), docs/lif.md.
 """
-import argparse
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, no install needed
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # examples/, for _shared (any cwd)
+import _shared  # noqa: E402  (the plumbing every example shares; puts the checkout on sys.path)
 
 import numpy as np  # noqa: E402
 
@@ -89,10 +89,7 @@ def engine_grad(fn, X, sur, detach_reset):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", default=str(Path(__file__).with_name("out")), help="where the PNG goes")
-    ap.add_argument("--fast", action="store_true", help="accepted for uniformity (this example is always fast)")
-    args = ap.parse_args(argv)
+    args = _shared.parse_args(__doc__, argv)
     backend.set_default_dtype(np.float64)
 
     # ---- A. real spikes, detach_reset=True (SpikeBERT) --------------------------------
@@ -145,14 +142,9 @@ def main(argv=None):
 
 
 def save_picture(out, sur):
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print("note: matplotlib is not installed; skipping the picture (pip install matplotlib)")
+    plt = _shared.pyplot()
+    if plt is None:
         return
-    out.mkdir(parents=True, exist_ok=True)
     # L(X[0]) with the other inputs fixed: spiking (a staircase) vs smooth, and the smooth slope
     xs = np.linspace(0.0, 3.0, 301)
     L_spk, L_smooth, slope = [], [], []
@@ -175,11 +167,7 @@ def save_picture(out, sur):
     a2.set_xlabel("X[0]")
     a2.legend(fontsize=8)
     fig.suptitle("BPTT through a 3-step LIF neuron")
-    fig.tight_layout()
-    path = out / "04_bptt_by_hand.png"
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    print(f"saved {path}")
+    _shared.save_figure(fig, out, "04_bptt_by_hand")
 
 
 if __name__ == "__main__":

@@ -29,11 +29,11 @@ tiny random BERT built in code (its map is then random too).
 Run:  python examples/05_spiking_vs_softmax_attention.py [--out examples/out] [--sentence "..."]
 Read next: docs/spiking-attention.md, docs/bert.md.
 """
-import argparse
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, no install needed
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # examples/, for _shared (any cwd)
+import _shared  # noqa: E402  (the plumbing every example shares; puts the checkout on sys.path)
 
 import numpy as np  # noqa: E402
 
@@ -66,10 +66,8 @@ def show(name, A, tokens, fmt):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", default=str(Path(__file__).with_name("out")), help="where the PNG goes")
+    ap = _shared.parser(__doc__)
     ap.add_argument("--sentence", default="the film was slow but the ending was wonderful")
-    ap.add_argument("--fast", action="store_true", help="accepted for uniformity (this example is always fast)")
     args = ap.parse_args(argv)
     backend.seed(0)
 
@@ -140,14 +138,9 @@ def main(argv=None):
 
 
 def save_picture(out, tokens, maps):
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print("note: matplotlib is not installed; skipping the picture (pip install matplotlib)")
+    plt = _shared.pyplot()
+    if plt is None:
         return
-    out.mkdir(parents=True, exist_ok=True)
     fig, axes = plt.subplots(1, len(maps), figsize=(5.2 * len(maps), 5))
     for ax, (A, title) in zip(axes, maps):
         im = ax.imshow(A, cmap="viridis")
@@ -157,11 +150,7 @@ def save_picture(out, tokens, maps):
         ax.set_yticklabels(tokens, fontsize=8)
         ax.set_title(title, fontsize=9)
         fig.colorbar(im, ax=ax, fraction=0.046)
-    fig.tight_layout()
-    path = out / "05_spiking_vs_softmax_attention.png"
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    print(f"saved {path}")
+    _shared.save_figure(fig, out, "05_spiking_vs_softmax_attention")
 
 
 if __name__ == "__main__":

@@ -20,13 +20,13 @@ and read back (the same path, but its embeddings are random).
 Run:  python examples/06_bert_teacher_safetensors.py [--out examples/out]
 Read next: docs/bert.md, minispike/models/bert.py, minispike/io/safetensors.py.
 """
-import argparse
 import os
 import sys
 from collections import Counter
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, no install needed
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # examples/, for _shared (any cwd)
+import _shared  # noqa: E402  (the plumbing every example shares; puts the checkout on sys.path)
 
 import numpy as np  # noqa: E402
 
@@ -61,10 +61,7 @@ def teacher_dir(out: Path):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", default=str(Path(__file__).with_name("out")), help="where the PNG goes")
-    ap.add_argument("--fast", action="store_true", help="accepted for uniformity (this example is always fast)")
-    args = ap.parse_args(argv)
+    args = _shared.parse_args(__doc__, argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
 
@@ -126,12 +123,8 @@ def main(argv=None):
 
 
 def save_picture(out, cos):
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print("note: matplotlib is not installed; skipping the picture (pip install matplotlib)")
+    plt = _shared.pyplot()
+    if plt is None:
         return
     fig, ax = plt.subplots(figsize=(7, 5))
     im = ax.imshow(cos, vmin=-0.2, vmax=1, cmap="viridis")
@@ -140,11 +133,7 @@ def save_picture(out, cos):
     ax.set_yticklabels([s[:32] for s in SENTENCES], fontsize=8)
     ax.set_title("Teacher sentence embeddings: cosine similarity")
     fig.colorbar(im, ax=ax)
-    fig.tight_layout()
-    path = out / "06_bert_teacher_safetensors.png"
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    print(f"saved {path}")
+    _shared.save_figure(fig, out, "06_bert_teacher_safetensors")
 
 
 if __name__ == "__main__":

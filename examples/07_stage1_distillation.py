@@ -27,12 +27,12 @@ the 292 built-in sentences. The printed losses go down; the picture shows the cu
 Run:  python examples/07_stage1_distillation.py [--out examples/out] [--fast] [--steps N]
 Read next: docs/distillation.md, minispike/distill.py.
 """
-import argparse
 import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, no install needed
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # examples/, for _shared (any cwd)
+import _shared  # noqa: E402  (the plumbing every example shares; puts the checkout on sys.path)
 
 import numpy as np  # noqa: E402
 
@@ -45,9 +45,7 @@ from minispike.text import Batcher, builtin_texts, builtin_tokenizer  # noqa: E4
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", default=str(Path(__file__).with_name("out")), help="where the PNG goes")
-    ap.add_argument("--fast", action="store_true", help="fewer steps (for the tests)")
+    ap = _shared.parser(__doc__, fast_help="fewer steps (for the tests)")
     ap.add_argument("--steps", type=int, default=None, help="training steps (default 80, --fast 30)")
     args = ap.parse_args(argv)
     steps = args.steps or (30 if args.fast else 80)
@@ -135,14 +133,9 @@ def main(argv=None):
 
 
 def save_picture(out, h):
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print("note: matplotlib is not installed; skipping the picture (pip install matplotlib)")
+    plt = _shared.pyplot()
+    if plt is None:
         return
-    out.mkdir(parents=True, exist_ok=True)
     fig, ax = plt.subplots(figsize=(7, 4))
     ax.plot(h[:, 0], h[:, 1], label="total (stage 1)")
     ax.plot(h[:, 0], h[:, 2], label="features: sum of mapped-layer MSE")
@@ -151,11 +144,7 @@ def save_picture(out, h):
     ax.set_ylabel("loss")
     ax.set_title("Stage 1 in miniature: the student imitates the teacher's layers")
     ax.legend()
-    fig.tight_layout()
-    path = out / "07_stage1_distillation.png"
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    print(f"saved {path}")
+    _shared.save_figure(fig, out, "07_stage1_distillation")
 
 
 if __name__ == "__main__":

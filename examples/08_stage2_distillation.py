@@ -24,7 +24,6 @@ Example 10 runs the real thing (every teacher weight fine-tuned, stage 1, then s
 Run:  python examples/08_stage2_distillation.py [--out examples/out] [--fast]
 Read next: docs/distillation.md, minispike/finetune.py.
 """
-import argparse
 import json
 import logging
 import shutil
@@ -32,7 +31,8 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, no install needed
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # examples/, for _shared (any cwd)
+import _shared  # noqa: E402  (the plumbing every example shares; puts the checkout on sys.path)
 
 import numpy as np  # noqa: E402
 
@@ -72,10 +72,8 @@ def predictions(model, batch):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", default=str(Path(__file__).with_name("out")), help="where the PNG and the runs go")
-    ap.add_argument("--fast", action="store_true", help="fewer steps (for the tests)")
-    args = ap.parse_args(argv)
+    args = _shared.parse_args(__doc__, argv, out_help="where the PNG and the runs go",
+                              fast_help="fewer steps (for the tests)")
     out = Path(args.out)
     shutil.rmtree(out / "08_runs", ignore_errors=True)  # fit appends to log.jsonl: start clean
     teacher_steps, student_steps = (30, 30) if args.fast else (60, 120)
@@ -167,14 +165,9 @@ def main(argv=None):
 
 
 def save_picture(out, h):
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print("note: matplotlib is not installed; skipping the picture (pip install matplotlib)")
+    plt = _shared.pyplot()
+    if plt is None:
         return
-    out.mkdir(parents=True, exist_ok=True)
     fig, ax = plt.subplots(figsize=(7, 4))
     for i, name in enumerate(["total", "KL (x1.0)", "CE (x0.1)", "features (x0.1)", "embedding (x0.1)"]):
         ax.plot(h[:, i], label=name, lw=2 if i == 0 else 1)
@@ -183,11 +176,7 @@ def save_picture(out, h):
     ax.set_ylabel("loss (unweighted terms)")
     ax.set_title("Stage 2 in miniature")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    path = out / "08_stage2_distillation.png"
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    print(f"saved {path}")
+    _shared.save_figure(fig, out, "08_stage2_distillation")
 
 
 if __name__ == "__main__":

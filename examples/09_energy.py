@@ -20,13 +20,13 @@ trained checkpoint (example 10 writes one): firing rates, and so energy, change 
 Run:  python examples/09_energy.py [--out examples/out] [--student RUN/stage2/checkpoints/best] [--fast]
 Read next: docs/energy.md.
 """
-import argparse
 import logging
 import sys
 from collections import defaultdict
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, no install needed
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # examples/, for _shared (any cwd)
+import _shared  # noqa: E402  (the plumbing every example shares; puts the checkout on sys.path)
 
 from minispike import backend, energy  # noqa: E402
 from minispike.models.bert import BertConfig, BertForSequenceClassification, find_default_teacher  # noqa: E402
@@ -35,11 +35,9 @@ from minispike.text import Tokenizer, builtin_tokenizer, load_builtin  # noqa: E
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", default=str(Path(__file__).with_name("out")), help="where the PNG goes")
+    ap = _shared.parser(__doc__, fast_help="fewer sentences (for the tests)")
     ap.add_argument("--student", default=None, help="a trained student checkpoint directory (optional)")
     ap.add_argument("--sentences", type=int, default=None, help="how many test sentences (default 16, --fast 4)")
-    ap.add_argument("--fast", action="store_true", help="fewer sentences (for the tests)")
     args = ap.parse_args(argv)
     n = args.sentences or (4 if args.fast else 16)
     backend.seed(0)

@@ -23,13 +23,13 @@ Run:  python examples/10_full_pipeline.py                                 (built
       python examples/10_full_pipeline.py --task sst2 --data-dir ../shared/data --budget 300
 Read next: docs/overview.md, docs/distillation.md, docs/results.md.
 """
-import argparse
 import json
 import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, no install needed
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # examples/, for _shared (any cwd)
+import _shared  # noqa: E402  (the plumbing every example shares; puts the checkout on sys.path)
 
 from minispike.finetune import TrainConfig  # noqa: E402
 from minispike.pipeline import PipelineError, RunPlan, StageConfig, make_small_teacher, resolve_teacher, run  # noqa: E402
@@ -58,12 +58,11 @@ def make_plan(task, budget, fast, pretrained=True):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = _shared.parser(__doc__, out_help="output folder (runs go in 10_run/)",
+                        fast_help="6 steps per stage: checks the plumbing, not the accuracy")
     ap.add_argument("--task", default="builtin", help="builtin (default), sst2, sst5, mr, subj, chnsenti, waimai")
     ap.add_argument("--data-dir", default=None, help="where downloaded tasks live (not needed for builtin)")
-    ap.add_argument("--out", default=str(Path(__file__).with_name("out")), help="output folder (runs go in 10_run/)")
     ap.add_argument("--budget", type=int, default=None, help="at most this many optimiser steps per stage")
-    ap.add_argument("--fast", action="store_true", help="6 steps per stage: checks the plumbing, not the accuracy")
     ap.add_argument("--teacher", default=None, help="a BERT checkpoint directory (default: the installed MiniLM)")
     ap.add_argument("--max-length", type=int, default=None, help="token limit (default 32 builtin, 64 otherwise)")
     args = ap.parse_args(argv)

@@ -187,20 +187,23 @@ class BertSelfAttention(Module):
         return ctx, probs
 
 
-class BertSelfOutput(Module):
-    def __init__(self, c: BertConfig):
-        self.dense = Linear(c.hidden_size, c.hidden_size, std=c.initializer_range)
+class BertResidualOutput(Module):
+    """LayerNorm(residual + dropout(x W^T + b)): HF's ``BertSelfOutput`` (after attention, ``d_in`` =
+    hidden_size) and ``BertOutput`` (the MLP's second linear, ``d_in`` = intermediate_size)."""
+
+    def __init__(self, c: BertConfig, d_in: int):
+        self.dense = Linear(d_in, c.hidden_size, std=c.initializer_range)
         self.LayerNorm = LayerNorm(c.hidden_size, eps=c.layer_norm_eps)
         self.dropout = Dropout(c.hidden_dropout_prob)
 
-    def forward(self, x, residual):
+    def forward(self, x, residual):  # x: (B*L, d_in), residual: (B*L, D)
         return self.LayerNorm(self.dropout(self.dense(x)) + residual)
 
 
 class BertAttention(Module):
     def __init__(self, c: BertConfig):
         self.self = BertSelfAttention(c)
-        self.output = BertSelfOutput(c)
+        self.output = BertResidualOutput(c, c.hidden_size)
 
     def forward(self, h, mask_add, B, L):
         ctx, probs = self.self(h, mask_add, B, L)
@@ -217,23 +220,11 @@ class BertIntermediate(Module):
         return ops.gelu(y) if self.act == "gelu" else ops.relu(y)
 
 
-class BertOutput_(Module):
-    """HF's ``BertOutput`` (the MLP's second linear + residual + LayerNorm)."""
-
-    def __init__(self, c: BertConfig):
-        self.dense = Linear(c.intermediate_size, c.hidden_size, std=c.initializer_range)
-        self.LayerNorm = LayerNorm(c.hidden_size, eps=c.layer_norm_eps)
-        self.dropout = Dropout(c.hidden_dropout_prob)
-
-    def forward(self, x, residual):
-        return self.LayerNorm(self.dropout(self.dense(x)) + residual)
-
-
 class BertLayer(Module):
     def __init__(self, c: BertConfig):
         self.attention = BertAttention(c)
         self.intermediate = BertIntermediate(c)
-        self.output = BertOutput_(c)
+        self.output = BertResidualOutput(c, c.intermediate_size)
 
     def forward(self, h, mask_add, B, L):  # h: (B*L, D)
         a, probs = self.attention(h, mask_add, B, L)
