@@ -255,18 +255,24 @@ def init_student_from(student, path, tokenizer):
 
 
 def _student_loss(student, teacher, w: LossWeights, with_logits):
+    """loss_fn(batch) for the student: the distillation losses, or (no teacher) plain CE.
+
+    Rows labelled -1 (augmented text) have no gold label: CE skips them, the teacher's
+    logits and features still teach them.
+    """
     def loss_fn(batch):
         ids, mask = backend.asarray(batch["ids"]), backend.asarray(batch["mask"])
-        targets = teacher_targets(teacher, ids, mask, with_logits=with_logits) if teacher is not None else None
         out = student(ids, mask)
         labels = batch.get("labels")
-        if targets is None:  # train_direct: labels only
+        if teacher is None:  # train_direct: gold labels only
             loss = ops.cross_entropy(out.logits, backend.asarray(labels))
             return loss, {"loss_ce": float(loss.item())}
-        has_label = None if labels is None else labels >= 0
-        loss, parts = distill_loss(out, targets, mask, w, labels=None if labels is None else backend.asarray(
-            np.where(labels >= 0, labels, 0)), has_label=None if has_label is None else backend.asarray(has_label))
-        return loss, parts
+        targets = teacher_targets(teacher, ids, mask, with_logits=with_logits)
+        if labels is None:  # unlabelled text (stage 1)
+            return distill_loss(out, targets, mask, w)
+        has_label = labels >= 0
+        return distill_loss(out, targets, mask, w, labels=backend.asarray(np.where(has_label, labels, 0)),
+                            has_label=backend.asarray(has_label))
     return loss_fn
 
 
