@@ -562,7 +562,9 @@ def plot_run(run_dir, out_dir, task=None, data_dir=None):
         stages.append(".")
     for d in stages:
         name = "training_curves" if d == "." else f"training_curves_{d}"
-        paths.append(plot.training_curves(os.path.join(run_dir, d, "log.jsonl"), out_dir, filename=name,
+        records = [r for r in plot.read_log(os.path.join(run_dir, d, "log.jsonl"))
+                   if r.get("event") in ("train", "eval")]  # not the start/end bookkeeping
+        paths.append(plot.training_curves(records, out_dir, filename=name,
                                           title=None if d == "." else f"{d}: training"))
     if os.path.isfile(os.path.join(run_dir, "energy.json")):
         teacher = os.path.join(run_dir, "energy_teacher.json")
