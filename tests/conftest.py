@@ -41,6 +41,21 @@ def f64():
     return np.float64
 
 
+SHARED_DATA = SHARED / "data"
+needs_data = pytest.mark.skipif(not (SHARED_DATA / "README.md").is_file(),
+                                reason=f"real data not found at {SHARED_DATA}")
+
+
+@pytest.fixture
+def restore_registry():
+    """Tasks registered by a test do not leak into the next one."""
+    import minispike.text as T
+    saved = dict(T.TASKS)
+    yield
+    T.TASKS.clear()
+    T.TASKS.update(saved)
+
+
 @pytest.fixture
 def shared_data():
     path = SHARED / "data"

@@ -1,5 +1,4 @@
 """Augmentation (Tang et al. 2019) and the stage-1 unlabelled corpus."""
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -7,10 +6,7 @@ import pytest
 import minispike.text as T
 from minispike.text import augment, build_corpus, load_task
 
-ROOT = Path(__file__).resolve().parents[1]
-SHARED_DATA = ROOT.parent / "shared" / "data"
-needs_data = pytest.mark.skipif(not (SHARED_DATA / "README.md").is_file(),
-                                reason=f"real data not found at {SHARED_DATA}")
+from conftest import SHARED_DATA, needs_data  # noqa: E402
 SENTS = load_task("builtin", "train").texts[:40]
 
 

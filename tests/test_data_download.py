@@ -8,21 +8,10 @@ from pathlib import Path
 import pytest
 
 import minispike.text as T
+from conftest import SHARED_DATA, needs_data
 from minispike.text import ChecksumError, DownloadError, Source, Task, download
 
-ROOT = Path(__file__).resolve().parents[1]
-SHARED_DATA = ROOT.parent / "shared" / "data"
-needs_data = pytest.mark.skipif(not (SHARED_DATA / "README.md").is_file(),
-                                reason=f"real data not found at {SHARED_DATA}")
-
-
-@pytest.fixture(autouse=True)
-def _restore_registry():
-    """Tasks registered by a test do not leak into the next one."""
-    saved = dict(T.TASKS)
-    yield
-    T.TASKS.clear()
-    T.TASKS.update(saved)
+pytestmark = pytest.mark.usefixtures("restore_registry")
 dl = __import__("minispike.text.download", fromlist=["download"])
 
 

@@ -11,21 +11,11 @@ from pathlib import Path
 import pytest
 
 import minispike.text as T
+from conftest import SHARED_DATA, needs_data
 from minispike.text import DataError, Task, load_task
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED_DATA = ROOT.parent / "shared" / "data"
-needs_data = pytest.mark.skipif(not (SHARED_DATA / "README.md").is_file(),
-                                reason=f"real data not found at {SHARED_DATA}")
-
-
-@pytest.fixture(autouse=True)
-def _restore_registry():
-    """Tasks registered by a test do not leak into the next one."""
-    saved = dict(T.TASKS)
-    yield
-    T.TASKS.clear()
-    T.TASKS.update(saved)
+pytestmark = pytest.mark.usefixtures("restore_registry")
 
 EXPECTED = {  # task -> split -> count (README table; hashed splits as documented in docs/data.md)
     "sst2": {"train": 6920, "dev": 872, "test": 1821},

@@ -7,18 +7,15 @@ Spikes are compared against an independent NumPy transcription of the official f
 match the reference logits; a single differing spike is reported with its layer, time step,
 neuron and membrane value against the threshold.
 """
-import math
-
 import numpy as np
 import pytest
 
-from minispike import backend, ops
+from minispike import ops
 from minispike.io.official import (NAME_MAP, OfficialFormatError, config_from_official, from_official_name,
                                    load_official, load_official_state, read_official, save_official,
                                    to_official_name, to_official_state)
 from minispike.models.spikebert import SpikeBert, SpikeBertConfig
 from minispike.spiking import record
-from minispike.tensor import Tensor
 
 from conftest import SHARED
 

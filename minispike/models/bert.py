@@ -296,6 +296,20 @@ class LoadReport:
 # ----------------------------------------------------------------------------------------
 # Models
 # ----------------------------------------------------------------------------------------
+def _build_and_load(cls, cfg, weights, dtype, overrides):
+    """``from_pretrained``'s shared tail: apply config overrides, build ``cls(cfg)`` in
+    ``dtype``, load ``weights`` strictly, keep the load report."""
+    for k, v in overrides.items():
+        if not hasattr(cfg, k):
+            raise TypeError(f"from_pretrained got an unknown argument {k!r}")
+        setattr(cfg, k, v)
+    dtype = dtype or backend.default_dtype()
+    with backend.dtype_scope(dtype):
+        model = cls(cfg)
+    model.load_report = BertModel._load(model, weights, dtype)
+    return model
+
+
 class BertModel(Module):
     """The BERT encoder + pooler; ``forward(input_ids, attention_mask, ...) -> BertOutput``."""
 
@@ -388,17 +402,7 @@ class BertModel(Module):
         ``.safetensors`` file plus ``config`` (a BertConfig, a dict, or a config.json path;
         default: config.json beside the file). Strict: see docs/bert.md."""
         cfg, weights = _resolve(path, config)
-        for k, v in kwargs.items():
-            if not hasattr(cfg, k):
-                raise TypeError(f"from_pretrained got an unknown argument {k!r}")
-            setattr(cfg, k, v)
-        if dtype is not None:
-            with backend.dtype_scope(dtype):
-                model = cls(cfg)
-        else:
-            model = cls(cfg)
-        model.load_report = model._load(weights, dtype or backend.default_dtype())
-        return model
+        return _build_and_load(cls, cfg, weights, dtype, kwargs)
 
     def _load(self, weights, dtype):
         tensors = load_file(weights, dtype=dtype)
@@ -502,17 +506,7 @@ class BertForSequenceClassification(Module):
             if n_ids and n_ids != cfg.num_labels:
                 cfg.extra.pop("id2label", None)
                 cfg.extra.pop("label2id", None)
-        for k, v in kwargs.items():
-            if not hasattr(cfg, k):
-                raise TypeError(f"from_pretrained got an unknown argument {k!r}")
-            setattr(cfg, k, v)
-        if dtype is not None:
-            with backend.dtype_scope(dtype):
-                model = cls(cfg)
-        else:
-            model = cls(cfg)
-        model.load_report = BertModel._load(model, weights, dtype or backend.default_dtype())
-        return model
+        return _build_and_load(cls, cfg, weights, dtype, kwargs)
 
     def _map_names(self, state, path):
         """Checkpoint names -> ``bert.``-prefixed names (the head keeps its own names)."""
