@@ -155,11 +155,11 @@ def fit(run_dir, model, loss_fn, data, evaluate, cfg: TrainConfig, *, model_conf
         tensors.update(_optimizer_tensors(opt, names))
         save_checkpoint(last_dir, tensors, model_config, extra=state, writer=writer)
 
-    last_eval = [None]
+    last_eval = None
 
     def run_eval():
-        nonlocal best, best_step
-        last_eval[0] = step
+        nonlocal best, best_step, last_eval
+        last_eval = step
         model.eval()
         metrics = evaluate()
         model.train()
@@ -207,7 +207,7 @@ def fit(run_dir, model, loss_fn, data, evaluate, cfg: TrainConfig, *, model_conf
             if not cfg.eval_every:
                 run_eval()
             epoch, position = epoch + 1, 0
-    if last_eval[0] != step:
+    if last_eval != step:
         run_eval()
     save_last()
     wall = elapsed + time.perf_counter() - t0

@@ -31,7 +31,7 @@ from .progress import Progress
 from .tensor import no_grad
 from .text import get_task, load_task
 from .text.batching import Batcher, encode_cached
-from .text.tokenizer import Tokenizer
+from .text.tokenizer import Tokenizer, pad_sequences
 
 __all__ = ["PipelineError", "StageConfig", "finetune_teacher", "pretrain", "distill", "train_direct",
            "evaluate", "predict", "run", "load_student", "load_classifier", "resolve_teacher"]
@@ -492,7 +492,7 @@ def energy_report(student_path, teacher_path, cfg: StageConfig, out_dir=None, sp
     student, tok = load_any(student_path)[:2]
     teacher, _ = load_any(teacher_path)[:2]
     enc, labels, _ = _split(cfg, split, tok)
-    ids, mask = _pad(enc.sequences()[:max_sentences], tok.pad_id)
+    ids, mask = pad_sequences(enc.sequences()[:max_sentences], tok.pad_id)
     s = energy.estimate_energy(student, ids, mask, integer_as_spikes=True, name="SpikeBERT student")
     strict = energy.estimate_energy(student, ids, mask, integer_as_spikes=False, name="SpikeBERT student (strict)")
     t = energy.estimate_energy(teacher, ids, mask, spiking=False, name="BERT teacher")
@@ -510,10 +510,6 @@ def energy_report(student_path, teacher_path, cfg: StageConfig, out_dir=None, sp
             f.write(result["table"] + "\n")
     return result
 
-
-def _pad(seqs, pad_id):
-    from .text.tokenizer import pad_sequences
-    return pad_sequences(seqs, pad_id)
 
 
 # ----------------------------------------------------------------------------------------
