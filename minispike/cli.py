@@ -48,6 +48,12 @@ def _add_run(p, out_default):
     p.add_argument("--config", default=None, help="JSON file of option values (command-line flags win)")
 
 
+def _add_embedding_init(p):
+    p.add_argument("--embedding-init", choices=["random", "teacher"], default="random",
+                   help="student word embedding: random N(0, 1) (the paper) or the teacher's compressed by PCA "
+                        "(a CPU-budget shortcut, not in the paper; default random)")
+
+
 def _add_train(p, epochs, lr, batch_size=32, weight_decay=0.01, eval_every=0):
     g = p.add_argument_group("optimisation")
     g.add_argument("--epochs", type=float, default=epochs, help=f"passes over the training data (default {epochs})")
@@ -113,7 +119,8 @@ def cmd_finetune_teacher(a):
 def cmd_pretrain(a):
     from .pipeline import pretrain
     m = pretrain(a.out, _stage_config(a), _train_config(a), teacher=a.teacher, preset=a.preset,
-                 corpus_files=a.corpus or (), max_sentences=a.max_sentences, student_overrides=_overrides(a))
+                 corpus_files=a.corpus or (), max_sentences=a.max_sentences, student_overrides=_overrides(a),
+                 embedding_init=a.embedding_init)
     print(json.dumps(m, indent=2, default=str))
     return 0
 
@@ -121,7 +128,8 @@ def cmd_pretrain(a):
 def cmd_distill(a):
     from .pipeline import distill
     m = distill(a.out, _stage_config(a), _train_config(a), teacher=a.teacher, student_init=a.init,
-                preset=a.preset, augment_copies=a.augment, student_overrides=_overrides(a))
+                preset=a.preset, augment_copies=a.augment, student_overrides=_overrides(a),
+                embedding_init=a.embedding_init)
     print(json.dumps(m, indent=2, default=str))
     return 0
 
@@ -268,6 +276,7 @@ def build_parser():
     p.add_argument("--teacher", default=None, help="plain BERT checkpoint directory (default: MiniLM)")
     p.add_argument("--corpus", nargs="*", default=None, help="extra text files, one sentence per line")
     p.add_argument("--max-sentences", type=int, default=None, help="use at most this many corpus sentences")
+    _add_embedding_init(p)
     _add_student(p)
     _add_train(p, epochs=1, lr=5e-4, weight_decay=5e-3, eval_every=200)
     p.set_defaults(func=cmd_pretrain)
@@ -278,6 +287,7 @@ def build_parser():
     p.add_argument("--teacher", required=True, help="fine-tuned teacher: a checkpoint or a finetune-teacher run directory")
     p.add_argument("--init", default=None, help="stage-1 student (checkpoint or run directory); default: random init")
     p.add_argument("--augment", type=int, default=10, help="augmented copies per training sentence (default 10, 0 = off)")
+    _add_embedding_init(p)
     _add_student(p)
     _add_train(p, epochs=3, lr=5e-4, weight_decay=5e-3)
     p.set_defaults(func=cmd_distill)

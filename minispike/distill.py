@@ -17,6 +17,9 @@ is ``tap_i`` (B, L, D_teacher). Teacher hidden states are ``h_0`` (embeddings) .
 
 Default weights follow the official code (REFERENCE.md): stage 2 1.0 / 0.1 / 0.1 / 0.1.
 Teacher outputs are computed per batch inside ``no_grad`` (no graph, no gradient).
+
+Optionally (not in the paper, a CPU-budget shortcut) the student's word embedding starts as the
+teacher's, compressed by PCA: ``embedding_from_teacher``.
 """
 from __future__ import annotations
 
@@ -26,7 +29,8 @@ from dataclasses import asdict, dataclass
 from . import backend, ops
 from .tensor import no_grad
 
-__all__ = ["LossWeights", "layer_map", "feature_loss", "embedding_loss", "distill_loss", "teacher_targets"]
+__all__ = ["LossWeights", "layer_map", "feature_loss", "embedding_loss", "distill_loss", "teacher_targets",
+           "embedding_from_teacher"]
 
 
 @dataclass
@@ -129,3 +133,37 @@ def distill_loss(student_out, targets: TeacherTargets, mask, w: LossWeights, lab
         raise ValueError("every loss weight is zero (or no term applies): nothing to train")
     return total, parts
 
+
+
+def embedding_from_teacher(student, teacher_words):
+    """Start the student's word embedding from the teacher's table W (V, D_t), by PCA.
+
+        mu = mean_v W_v,   C = (W - mu)^T (W - mu) / V,   C u_k = lambda_k u_k  (k = 1 .. D_s, largest)
+        E_v = sigma (W_v - mu) U / sqrt(lambda)           each column: mean 0, std sigma (the embedding std)
+        P(E_v) = E_v (U sqrt(lambda) / sigma)^T + mu      the embedding projection inverts it
+
+    so similar teacher words get similar (after the input Heaviside: mostly equal) spike codes,
+    and the embedding loss starts at the PCA reconstruction error. When the student is wider
+    than the teacher, the extra columns keep their random values. Returns the share of the
+    teacher's embedding variance the kept directions explain.
+    """
+    xp = student.embedding.weight.xp
+    w = teacher_words.astype(xp.float64)  # (V, D_t)
+    table, proj = student.embedding.weight, student.embedding_proj  # (V, D_s), Linear(D_s, D_t)
+    if proj is None:
+        raise ValueError("embedding_from_teacher: the student has no embedding projection to invert the PCA "
+                         "(widths are equal: build it with embedding_proj=True)")
+    if w.shape[0] != table.shape[0]:
+        raise ValueError(f"embedding_from_teacher: the teacher has {w.shape[0]} words, the student {table.shape[0]}")
+    mu = w.mean(axis=0)  # (D_t,)
+    centred = w - mu
+    lam, vecs = xp.linalg.eigh(centred.T @ centred / w.shape[0])  # ascending eigenvalues
+    k = min(table.shape[1], w.shape[1])
+    lam, vecs = lam[::-1][:k], vecs[:, ::-1][:, :k]  # (k,), (D_t, k): the leading directions
+    sigma = student.config.embedding_std
+    scale = xp.sqrt(xp.maximum(lam, 1e-12))
+    table.data[:, :k] = (sigma * (centred @ vecs) / scale).astype(table.dtype)
+    proj.weight.data[...] = 0
+    proj.weight.data[:, :k] = (vecs * scale / sigma).astype(proj.weight.dtype)  # (D_t, D_s)
+    proj.bias.data[...] = mu.astype(proj.bias.dtype)
+    return float(lam.sum() / xp.trace(centred.T @ centred / w.shape[0]))

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np  # host-side: token ids, labels and predictions
 
 from . import backend, ops
-from .distill import LossWeights, distill_loss, teacher_targets
+from .distill import LossWeights, distill_loss, embedding_from_teacher, teacher_targets
 from .finetune import TrainConfig, fit, load_weights
 from .io.checkpoint import load_checkpoint, read_json, save_checkpoint, write_json
 from .models.bert import BertConfig, BertForSequenceClassification, BertModel, find_default_teacher
@@ -254,6 +254,19 @@ def init_student_from(student, path, tokenizer):
     return fresh
 
 
+def _init_embedding(student, teacher, how, cfg):
+    """``random`` (the paper) or ``teacher`` (PCA of the teacher's word embeddings); returns the
+    share of the teacher's embedding variance kept, or None."""
+    if how == "random":
+        return None
+    if how != "teacher":
+        raise PipelineError(f"embedding init {how!r}: choose random or teacher")
+    bert = getattr(teacher, "bert", teacher)
+    explained = embedding_from_teacher(student, bert.embeddings.word_embeddings.weight.data)
+    _say(cfg, f"student word embedding: PCA of the teacher's ({explained:.1%} of its variance kept)")
+    return explained
+
+
 def _student_loss(student, teacher, w: LossWeights, with_logits):
     """loss_fn(batch) for the student: the distillation losses, or (no teacher) plain CE.
 
@@ -277,8 +290,12 @@ def _student_loss(student, teacher, w: LossWeights, with_logits):
 
 
 def pretrain(run_dir, cfg: StageConfig, train: TrainConfig, teacher=None, preset="cpu",
-             weights: LossWeights | None = None, corpus_files=(), max_sentences=None, student_overrides=None):
-    """Stage 1: align the student's blocks with the plain teacher on unlabelled text."""
+             weights: LossWeights | None = None, corpus_files=(), max_sentences=None, student_overrides=None,
+             embedding_init="random"):
+    """Stage 1: align the student's blocks with the plain teacher on unlabelled text.
+
+    ``embedding_init="teacher"`` starts the student's word embedding from the teacher's by PCA
+    (``distill.embedding_from_teacher``; not in the paper)."""
     from .text.corpus import build_corpus
     teacher_dir = resolve_teacher(teacher)
     if teacher_dir is None:
@@ -300,6 +317,7 @@ def pretrain(run_dir, cfg: StageConfig, train: TrainConfig, teacher=None, preset
     held_enc = encode_cached(texts[:held], tok, cfg.max_length, cache_dir=cfg.cache_dir, name=f"corpus-held-{task.language}")
     student = new_student(preset, tok, task.num_classes, bert.config.hidden_size, cfg.max_length, train.seed,
                           **(student_overrides or {}))
+    explained = _init_embedding(student, bert, embedding_init, cfg)
     w = weights or LossWeights.stage1()
     data = Batcher(enc, None, batch_size=train.batch_size, seed=train.seed, pad_id=tok.pad_id)
     held_batches = Batcher(held_enc, None, batch_size=cfg.eval_batch_size, shuffle=False, pad_id=tok.pad_id)
@@ -324,7 +342,7 @@ def pretrain(run_dir, cfg: StageConfig, train: TrainConfig, teacher=None, preset
     metrics = {"stage": "pretrain", "teacher": teacher_dir, "sentences": len(texts),
                "held_out_loss": -summary["best_dev"], "steps": summary["steps"],
                "wall_seconds": summary["wall_seconds"], "checkpoint": os.path.join(run_dir, "checkpoints", "best"),
-               "weights": w.to_dict()}
+               "weights": w.to_dict(), "embedding_init": embedding_init, "pca_variance_explained": explained}
     return _write_metrics(run_dir, metrics)
 
 
@@ -367,8 +385,11 @@ def _task_student_stage(run_dir, cfg, train, tok, student, teacher, w, augment_c
 
 
 def distill(run_dir, cfg: StageConfig, train: TrainConfig, teacher, student_init=None, preset="cpu",
-            weights: LossWeights | None = None, augment_copies=10, student_overrides=None):
-    """Stage 2: the student learns the task from the fine-tuned teacher (and the labels)."""
+            weights: LossWeights | None = None, augment_copies=10, student_overrides=None, embedding_init="random"):
+    """Stage 2: the student learns the task from the fine-tuned teacher (and the labels).
+
+    Without ``student_init``, ``embedding_init="teacher"`` starts the word embedding from the
+    teacher's by PCA (see ``pretrain``)."""
     if teacher is None:
         raise PipelineError("stage 2 needs the fine-tuned teacher: pass --teacher RUN_DIR/checkpoints/best")
     task = get_task(cfg.task)
@@ -382,6 +403,9 @@ def distill(run_dir, cfg: StageConfig, train: TrainConfig, teacher, student_init
     student = new_student(preset, tok, task.num_classes, teacher_model.config.hidden_size, cfg.max_length,
                           train.seed, **(student_overrides or {}))
     fresh = []
+    if student_init and embedding_init != "random":
+        raise PipelineError("a stage-1 student (--init) brings its own embedding: drop --embedding-init")
+    explained = _init_embedding(student, teacher_model, embedding_init, cfg)
     if student_init:
         path = os.path.join(student_init, "checkpoints", "best") if os.path.isdir(
             os.path.join(student_init, "checkpoints", "best")) else student_init
@@ -395,7 +419,8 @@ def distill(run_dir, cfg: StageConfig, train: TrainConfig, teacher, student_init
     return _task_student_stage(run_dir, cfg, train, tok, student, teacher_model, w, augment_copies,
                                f"stage 2 {task.name}", "distill",
                                {"teacher": os.fspath(teacher), "student_init": student_init,
-                                "reinitialised": fresh, "weights": w.to_dict()})
+                                "reinitialised": fresh, "weights": w.to_dict(), "embedding_init": embedding_init,
+                                "pca_variance_explained": explained})
 
 
 def train_direct(run_dir, cfg: StageConfig, train: TrainConfig, teacher=None, preset="cpu", student_overrides=None):

@@ -105,3 +105,66 @@ def test_all_zero_weights_refused():
                      TeacherTargets([], None, None), np.ones((1, 1)), LossWeights(0, 0, 0, 0))
 
 
+
+
+# -- the optional PCA start of the student's word embedding ---------------------------------
+def _student(dim, teacher_dim, vocab=40, **kw):
+    from minispike.models.spikebert import SpikeBert, SpikeBertConfig
+    return SpikeBert(SpikeBertConfig.preset("tiny", vocab_size=vocab, dim=dim, heads=4, teacher_dim=teacher_dim, **kw))
+
+
+def _teacher_words(xp_mod, vocab=40, width=12, seed=0):
+    from minispike import backend
+    rng = np.random.default_rng(seed)
+    w = rng.standard_normal((vocab, width)) * np.linspace(2.0, 0.1, width) + rng.standard_normal(width)
+    return backend.asarray(w)
+
+
+def test_embedding_from_teacher_whitens_and_inverts(xp, f64):
+    from minispike import backend
+    from minispike.distill import embedding_from_teacher
+    from minispike.tensor import Tensor
+    words = _teacher_words(xp)
+    student = _student(dim=8, teacher_dim=12)
+    explained = embedding_from_teacher(student, words)
+    e = backend.to_numpy(student.embedding.weight.data)
+    w = backend.to_numpy(words)
+    np.testing.assert_allclose(e.mean(0), 0, atol=1e-10)
+    np.testing.assert_allclose(e.std(0), student.config.embedding_std, rtol=1e-10)  # each column whitened
+    np.testing.assert_allclose(e.T @ e / len(e), np.eye(8), atol=1e-10)  # decorrelated
+    # the explained share is that of the 8 leading eigenvalues of the covariance, by hand
+    lam = np.sort(np.linalg.eigvalsh(np.cov(w.T, bias=True)))[::-1]
+    assert explained == pytest.approx(lam[:8].sum() / lam.sum(), rel=1e-10)
+    # the projection maps the codes back: the residual is exactly the discarded variance
+    back = backend.to_numpy(student.embedding_proj(Tensor(student.embedding.weight.data)).data)
+    assert ((back - w) ** 2).sum(1).mean() == pytest.approx(lam[8:].sum(), rel=1e-8)
+
+
+def test_embedding_from_teacher_full_rank_is_exact(f64):
+    from minispike import backend
+    from minispike.distill import embedding_from_teacher
+    from minispike.tensor import Tensor
+    words = _teacher_words(np, width=8)
+    student = _student(dim=8, teacher_dim=8, embedding_proj=True)
+    assert embedding_from_teacher(student, words) == pytest.approx(1.0)
+    back = student.embedding_proj(Tensor(student.embedding.weight.data)).data
+    np.testing.assert_allclose(backend.to_numpy(back), backend.to_numpy(words), atol=1e-10)
+
+
+def test_embedding_from_teacher_wider_student_keeps_extra_columns(f64):
+    from minispike.distill import embedding_from_teacher
+    words = _teacher_words(np, width=4)
+    student = _student(dim=8, teacher_dim=4)
+    before = student.embedding.weight.data.copy()
+    embedding_from_teacher(student, words)
+    after = student.embedding.weight.data
+    np.testing.assert_array_equal(after[:, 4:], before[:, 4:])
+    assert not np.allclose(after[:, :4], before[:, :4])
+
+
+def test_embedding_from_teacher_refuses_another_vocabulary_or_no_projection():
+    from minispike.distill import embedding_from_teacher
+    with pytest.raises(ValueError, match="teacher has 30 words, the student 40"):
+        embedding_from_teacher(_student(dim=8, teacher_dim=12), _teacher_words(np, vocab=30))
+    with pytest.raises(ValueError, match="embedding_proj=True"):
+        embedding_from_teacher(_student(dim=8, teacher_dim=8), _teacher_words(np, width=8))

@@ -72,6 +72,24 @@ def test_direct_baseline_runs(tiny):
     assert m["stage"] == "direct" and m["augmented_sentences"] == 0
 
 
+def test_teacher_embedding_init_starts_stage1_from_the_teachers_words(tiny, tmp_path):
+    common = dict(teacher=tiny["plain"], preset="tiny", student_overrides={**TINY, "embedding_proj": True})
+    train = TrainConfig(epochs=1, lr=2e-3, batch_size=16, max_steps=1)
+    pca = pretrain(tmp_path / "pca", tiny["cfg"], train, embedding_init="teacher", **common)
+    rand = pretrain(tmp_path / "random", tiny["cfg"], train, **common)
+    assert rand["embedding_init"] == "random" and rand["pca_variance_explained"] is None
+    assert 0.5 < pca["pca_variance_explained"] <= 1.0  # 32 of the teacher's 32 directions: all of it
+    first = lambda d: losses(d, "loss_embedding")[0]  # noqa: E731
+    assert first(tmp_path / "pca") < 0.1 * first(tmp_path / "random")
+
+
+def test_embedding_init_with_a_stage1_student_is_refused(tiny, tmp_path):
+    with pytest.raises(Exception, match="drop --embedding-init"):
+        distill(tmp_path / "s2", tiny["cfg"], TrainConfig(max_steps=1), teacher=tiny["teacher"]["checkpoint"],
+                student_init=tiny["stage1"]["checkpoint"], preset="tiny", student_overrides=TINY,
+                embedding_init="teacher")
+
+
 def run_cli(*args, capsys):
     code = main([str(a) for a in args])
     err = capsys.readouterr().err.strip()
