@@ -83,6 +83,13 @@ def test_teacher_embedding_init_starts_stage1_from_the_teachers_words(tiny, tmp_
     assert first(tmp_path / "pca") < 0.1 * first(tmp_path / "random")
 
 
+def test_stage2_alone_can_start_from_the_fine_tuned_teachers_words(tiny, tmp_path):
+    m = distill(tmp_path / "s2", tiny["cfg"], TrainConfig(max_steps=2, batch_size=16), preset="tiny",
+                teacher=tiny["teacher"]["checkpoint"], augment_copies=0,
+                student_overrides={**TINY, "embedding_proj": True}, embedding_init="teacher")
+    assert m["embedding_init"] == "teacher" and 0.5 < m["pca_variance_explained"] <= 1.0
+
+
 def test_embedding_init_with_a_stage1_student_is_refused(tiny, tmp_path):
     with pytest.raises(Exception, match="drop --embedding-init"):
         distill(tmp_path / "s2", tiny["cfg"], TrainConfig(max_steps=1), teacher=tiny["teacher"]["checkpoint"],
