@@ -153,7 +153,8 @@ def cmd_run(a):
         stage2_train=TrainConfig(epochs=a.epochs, lr=a.lr, batch_size=a.batch_size, weight_decay=5e-3,
                                  eval_every=a.eval_every, seed=a.seed, max_steps=a.max_steps),
         preset=a.preset, augment_copies=a.augment, stage1_sentences=a.stage1_sentences,
-        skip_stage1=a.skip_stage1, direct_baseline=a.direct_baseline, student_overrides=_overrides(a))
+        skip_stage1=a.skip_stage1, direct_baseline=a.direct_baseline, student_overrides=_overrides(a),
+        embedding_init=a.embedding_init)
     summary = run(a.out, _stage_config(a), plan, teacher=a.teacher)
     print(story(summary))
     return 0
@@ -221,6 +222,10 @@ def story(summary) -> str:
     if t:
         lines.append(f"The BERT teacher was fine-tuned on {task}: test accuracy {t['test_accuracy']:.1%} "
                      f"(dev {t['dev_accuracy']:.1%}, {t['wall_seconds']:.0f} s).")
+    pca = (summary.get("stage1") or s2).get("pca_variance_explained")
+    if pca is not None:
+        lines.append(f"The student's word embedding started as the teacher's, compressed by PCA to the student's "
+                     f"width ({pca:.0%} of its variance kept).")
     s1 = summary.get("stage1")
     if s1:
         lines.append(f"Stage 1 aligned the spiking student with the teacher on {s1['sentences']} unlabelled "
@@ -311,6 +316,7 @@ def build_parser():
     p.add_argument("--skip-stage1", action="store_true", help="stage 2 from a random student (ablation)")
     p.add_argument("--direct-baseline", action="store_true", help="also train the student on labels alone")
     p.add_argument("--augment", type=int, default=10, help="augmented copies per training sentence (default 10)")
+    _add_embedding_init(p)
     _add_student(p)
     _add_train(p, epochs=3, lr=5e-4, weight_decay=5e-3)
     p.set_defaults(func=cmd_run)

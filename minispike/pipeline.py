@@ -476,6 +476,7 @@ class RunPlan:
     skip_stage1: bool = False
     direct_baseline: bool = False
     student_overrides: dict = field(default_factory=dict)
+    embedding_init: str = "random"  # or "teacher": PCA of the teacher's word embeddings (not in the paper)
 
 
 def run(out_dir, cfg: StageConfig, plan: RunPlan, teacher=None):
@@ -489,11 +490,12 @@ def run(out_dir, cfg: StageConfig, plan: RunPlan, teacher=None):
     if not plan.skip_stage1:
         summary["stage1"] = pretrain(os.path.join(out_dir, "stage1"), cfg, plan.stage1_train, teacher,
                                      plan.preset, max_sentences=plan.stage1_sentences,
-                                     student_overrides=plan.student_overrides)
+                                     student_overrides=plan.student_overrides, embedding_init=plan.embedding_init)
         init = summary["stage1"]["checkpoint"]
     summary["stage2"] = distill(os.path.join(out_dir, "stage2"), cfg, plan.stage2_train, fine_tuned, init,
                                 plan.preset, augment_copies=plan.augment_copies,
-                                student_overrides=plan.student_overrides)
+                                student_overrides=plan.student_overrides,
+                                embedding_init="random" if init else plan.embedding_init)
     if plan.direct_baseline:
         summary["direct"] = train_direct(os.path.join(out_dir, "direct"), cfg, plan.stage2_train, teacher,
                                          plan.preset, student_overrides=plan.student_overrides)
@@ -565,7 +567,7 @@ def demo(out_dir="runs/demo", quiet=False, fast=False):
         stage2_train=TrainConfig(epochs=6, lr=1e-3, batch_size=16, weight_decay=5e-3, eval_every=40,
                                  max_steps=steps, checkpoint_every=50),
         preset="cpu", augment_copies=2 if fast else 4, student_overrides=dict(DEMO_STUDENT),
-        direct_baseline=not fast)
+        direct_baseline=not fast, embedding_init="teacher")
     summary = run(out_dir, cfg, plan, teacher=teacher)
     summary["pretrained_teacher"] = pretrained
     return summary

@@ -178,3 +178,15 @@ def test_resume_after_kill_matches_an_uninterrupted_run(tiny, tmp_path):
     for (name, p), (_, q) in zip(a.named_parameters(), b.named_parameters()):
         np.testing.assert_array_equal(p.data, q.data, err_msg=name)
     assert killed, "the run finished before it could be killed: the test proved nothing"
+
+
+def test_demo_fast_tells_the_whole_story(tmp_path, capsys):
+    """`python -m minispike demo` (the README's first command), shrunk: every stage runs and is told."""
+    code = main(["demo", "--fast", "--quiet", "--out", str(tmp_path / "demo")])
+    out = capsys.readouterr().out
+    assert code == 0
+    summary = json.loads((tmp_path / "demo" / "summary.json").read_text())
+    assert {"teacher", "stage1", "stage2", "energy"} <= set(summary)
+    assert summary["stage1"]["embedding_init"] == "teacher" and summary["stage2"]["student_init"]
+    for needle in ["teacher was fine-tuned", "compressed by PCA", "Stage 1", "Stage 2", "Energy per sentence"]:
+        assert needle in out, out
