@@ -137,7 +137,7 @@ def cmd_distill(a):
 def cmd_train_direct(a):
     from .pipeline import train_direct
     m = train_direct(a.out, _stage_config(a), _train_config(a), teacher=a.teacher, preset=a.preset,
-                     student_overrides=_overrides(a))
+                     student_overrides=_overrides(a), embedding_init=a.embedding_init)
     print(json.dumps(m, indent=2, default=str))
     return 0
 
@@ -301,6 +301,7 @@ def build_parser():
     _add_data(p)
     _add_run(p, "runs/direct")
     p.add_argument("--teacher", default=None, help="only its vocabulary is used (default: MiniLM)")
+    _add_embedding_init(p)
     _add_student(p)
     _add_train(p, epochs=3, lr=5e-4, weight_decay=5e-3)
     p.set_defaults(func=cmd_train_direct)

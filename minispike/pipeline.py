@@ -423,8 +423,12 @@ def distill(run_dir, cfg: StageConfig, train: TrainConfig, teacher, student_init
                                 "pca_variance_explained": explained})
 
 
-def train_direct(run_dir, cfg: StageConfig, train: TrainConfig, teacher=None, preset="cpu", student_overrides=None):
-    """The ablation baseline: the student trained on gold labels only (the teacher's vocabulary)."""
+def train_direct(run_dir, cfg: StageConfig, train: TrainConfig, teacher=None, preset="cpu", student_overrides=None,
+                 embedding_init="random"):
+    """The ablation baseline: the student trained on gold labels only (the teacher's vocabulary).
+
+    ``embedding_init="teacher"`` starts its word embedding from the teacher's by PCA: the one
+    piece of the teacher it then uses (an ablation that separates that start from the losses)."""
     task = get_task(cfg.task)
     teacher_dir = resolve_teacher(teacher)
     if teacher_dir is None:
@@ -433,7 +437,11 @@ def train_direct(run_dir, cfg: StageConfig, train: TrainConfig, teacher=None, pr
     teacher_cfg = read_json(os.path.join(teacher_dir, "config.json"))
     student = new_student(preset, tok, task.num_classes, teacher_cfg.get("hidden_size"), cfg.max_length,
                           train.seed, **(student_overrides or {}))
-    return _task_student_stage(run_dir, cfg, train, tok, student, None, None, 0, f"direct {task.name}", "direct", {})
+    explained = None
+    if embedding_init != "random":
+        explained = _init_embedding(student, BertModel.from_pretrained(teacher_dir), embedding_init, cfg)
+    return _task_student_stage(run_dir, cfg, train, tok, student, None, None, 0, f"direct {task.name}", "direct",
+                               {"embedding_init": embedding_init, "pca_variance_explained": explained})
 
 
 # ----------------------------------------------------------------------------------------

@@ -69,7 +69,13 @@ def test_stage2_end_to_end_and_predict(tiny):
 def test_direct_baseline_runs(tiny):
     m = train_direct(tiny["dir"] / "direct", tiny["cfg"], TrainConfig(epochs=1, lr=2e-3, batch_size=16),
                      teacher=tiny["plain"], preset="tiny", student_overrides=TINY)
-    assert m["stage"] == "direct" and m["augmented_sentences"] == 0
+    assert m["stage"] == "direct" and m["augmented_sentences"] == 0 and m["embedding_init"] == "random"
+
+
+def test_direct_baseline_can_start_from_the_teachers_words(tiny, tmp_path):
+    m = train_direct(tmp_path / "direct", tiny["cfg"], TrainConfig(max_steps=2, batch_size=16), teacher=tiny["plain"],
+                     preset="tiny", student_overrides={**TINY, "embedding_proj": True}, embedding_init="teacher")
+    assert m["embedding_init"] == "teacher" and 0.5 < m["pca_variance_explained"] < 1 + 1e-9
 
 
 def test_teacher_embedding_init_starts_stage1_from_the_teachers_words(tiny, tmp_path):
