@@ -157,7 +157,8 @@ def embedding_from_teacher(student, teacher_words):
         raise ValueError(f"embedding_from_teacher: the teacher has {w.shape[0]} words, the student {table.shape[0]}")
     mu = w.mean(axis=0)  # (D_t,)
     centred = w - mu
-    lam, vecs = xp.linalg.eigh(centred.T @ centred / w.shape[0])  # ascending eigenvalues
+    cov = centred.T @ centred / w.shape[0]  # (D_t, D_t)
+    lam, vecs = xp.linalg.eigh(cov)  # ascending eigenvalues
     k = min(table.shape[1], w.shape[1])
     lam, vecs = lam[::-1][:k], vecs[:, ::-1][:, :k]  # (k,), (D_t, k): the leading directions
     sigma = student.config.embedding_std
@@ -166,4 +167,4 @@ def embedding_from_teacher(student, teacher_words):
     proj.weight.data[...] = 0
     proj.weight.data[:, :k] = (vecs * scale / sigma).astype(proj.weight.dtype)  # (D_t, D_s)
     proj.bias.data[...] = mu.astype(proj.bias.dtype)
-    return float(lam.sum() / xp.trace(centred.T @ centred / w.shape[0]))
+    return float(lam.sum() / xp.trace(cov))
