@@ -10,6 +10,7 @@
     python -m minispike predict    CHECKPOINT "a gripping , funny film"
     python -m minispike energy     --student S --teacher T --task sst2
     python -m minispike plot       RUN_DIR
+    python -m minispike compare    RUN_DIR RUN_DIR ... --out DIR   dev curves of several runs
 
 Every option can also come from a JSON file (``--config run.json``: keys are option names
 with underscores); flags given on the command line win over the file.
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 from . import __version__
@@ -206,6 +208,24 @@ def cmd_energy(a):
     return 0
 
 
+def cmd_compare(a):
+    from .plot import compare_runs
+    labels = a.labels or [os.path.basename(os.path.normpath(r)) for r in a.runs]
+    if len(labels) != len(a.runs):
+        raise UserError(f"--labels: {len(labels)} labels for {len(a.runs)} runs")
+    logs = {}
+    for label, run in zip(labels, a.runs):
+        path = os.path.join(run, "log.jsonl")
+        if not os.path.isfile(path):
+            raise UserError(f"{run}: no log.jsonl (not a run directory)")
+        logs[label] = path
+    try:
+        print(compare_runs(logs, a.out, metric=a.metric, title=a.title, filename=a.name))
+    except ValueError as e:  # a run without that metric
+        raise UserError(str(e)) from None
+    return 0
+
+
 def cmd_plot(a):
     from .pipeline import plot_run
     for path in plot_run(a.run_dir, a.out or a.run_dir, task=a.task, data_dir=a.data_dir):
@@ -352,6 +372,15 @@ def build_parser():
     p.add_argument("--task", default=None, help="task to draw an example sentence from")
     p.add_argument("--data-dir", default=None)
     p.set_defaults(func=cmd_plot)
+
+    p = sub.add_parser("compare", help="one picture of several runs' evaluations (e.g. dev accuracy) against step")
+    p.add_argument("runs", nargs="+", help="run directories (each with a log.jsonl)")
+    p.add_argument("--labels", nargs="+", default=None, help="a legend label per run (default: directory names)")
+    p.add_argument("--metric", default="accuracy", help="the evaluated quantity (default accuracy; stage 1: held_out_loss)")
+    p.add_argument("--out", default=".", help="where to write the PNG (default: here)")
+    p.add_argument("--name", default="compare", help="file name without .png (default compare)")
+    p.add_argument("--title", default=None, help="figure title")
+    p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("gradcheck-demo", help="check a small network's gradients by finite differences")
     p.add_argument("--seed", type=int, default=0)

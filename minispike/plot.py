@@ -9,6 +9,7 @@ state), writes ``<out_dir>/<name>.png`` (and ``.svg`` with ``svg=True``) of exac
     firing_rates(rates, ...)         spikes per neuron per time step, one bar per LIF group
     attention_map(Q, K, ...)         mean over t of Q_h K_h^T for one head (SpikeBERT's Figure 4)
     training_curves(log.jsonl, ...)  loss / accuracy / firing rate / learning rate against step
+    compare_runs({label: log}, ...)  one evaluated metric of several runs against step, on one axis
     energy_breakdown(report, ...)    MAC and AC energy per layer (uJ per sample)
     sentence_figures(model, ids)     the first four for one sentence, from a traced forward pass
 
@@ -28,7 +29,7 @@ import numpy as np  # host: plotting works on host copies made by backend.to_num
 from . import backend
 
 __all__ = ["spike_raster", "membrane_traces", "firing_rates", "attention_map", "training_curves",
-           "energy_breakdown", "sentence_figures", "read_log"]
+           "compare_runs", "energy_breakdown", "sentence_figures", "read_log"]
 
 DEFAULT_DPI = 100
 
@@ -305,6 +306,30 @@ def training_curves(log, out_dir, *, keys=None, x=None, title=None, svg=False, f
         ax.legend(fontsize=8, loc="best")
     axes[-1].set_xlabel(x or "log line")
     fig.suptitle(title or "Training curves")
+    return _save(fig, out_dir, filename, dpi, svg)
+
+
+def compare_runs(logs, out_dir, *, metric="accuracy", title=None, svg=False, figsize=(8, 5), dpi=DEFAULT_DPI,
+                 filename="compare"):
+    """The evaluations (``"event": "eval"`` records) of several runs: ``metric`` against step.
+
+    ``logs``: {label: path to log.jsonl or list of records}. A run without that metric is an
+    error naming the run and the metrics it has.
+    """
+    fig = _figure(figsize, dpi)
+    ax = fig.add_subplot()
+    for label, log in logs.items():
+        records = read_log(log) if isinstance(log, (str, os.PathLike)) else list(log)
+        evals = [r for r in records if r.get("event") == "eval" and isinstance(r.get(metric), (int, float))]
+        if not evals:
+            have = sorted({k for r in records if r.get("event") == "eval" for k in r} - {"event", "step", "time"})
+            raise ValueError(f"{label}: no evaluation of {metric!r} in its log (it has {have or 'no evaluations'})")
+        ax.plot([r["step"] for r in evals], [r[metric] for r in evals], marker="o", ms=3, label=label)
+    ax.set_xlabel("step")
+    ax.set_ylabel(metric)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="best")
+    ax.set_title(title or f"{metric} during training")
     return _save(fig, out_dir, filename, dpi, svg)
 
 

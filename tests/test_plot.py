@@ -81,6 +81,29 @@ def test_training_curves(tmp_path):
         plot.training_curves(bad, tmp_path)
 
 
+def _run_log(path, accuracies):
+    path.mkdir(parents=True, exist_ok=True)
+    records = [{"event": "start", "step": 0}]
+    for i, a in enumerate(accuracies, 1):
+        records += [{"event": "train", "step": 10 * i, "loss": 1.0 / i}, {"event": "eval", "step": 10 * i, "accuracy": a}]
+    (path / "log.jsonl").write_text("\n".join(json.dumps(r) for r in records) + "\n")
+    return path / "log.jsonl"
+
+
+def test_compare_runs_and_its_command(tmp_path, capsys):
+    from minispike.cli import main
+    a, b = _run_log(tmp_path / "a", [0.5, 0.6, 0.7]), _run_log(tmp_path / "b", [0.55, 0.8])
+    check(plot.compare_runs({"a": a, "b": b}, tmp_path, dpi=DPI, figsize=(5, 4)), (5, 4))
+    with pytest.raises(ValueError, match="b: no evaluation of 'f1' in its log .it has \\['accuracy'\\]"):
+        plot.compare_runs({"b": b}, tmp_path, metric="f1")
+    assert main(["compare", str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(tmp_path / "out")]) == 0
+    assert (tmp_path / "out" / "compare.png").is_file()
+    assert main(["compare", str(tmp_path / "a"), "--labels", "x", "y"]) == 2
+    assert "2 labels for 1 runs" in capsys.readouterr().err
+    assert main(["compare", str(tmp_path)]) == 2
+    assert "no log.jsonl" in capsys.readouterr().err
+
+
 def test_energy_breakdown_from_a_report_and_its_json(tmp_path):
     from minispike.energy import estimate_energy
     from minispike.models.spikebert import SpikeBert
