@@ -134,7 +134,6 @@ def distill_loss(student_out, targets: TeacherTargets, mask, w: LossWeights, lab
     return total, parts
 
 
-
 def embedding_from_teacher(student, teacher_words):
     """Start the student's word embedding from the teacher's table W (V, D_t), by PCA.
 
