@@ -73,7 +73,7 @@ def main(argv=None):
 
     # ---- one row by hand ----------------------------------------------------------------
     row = s["blocks.0.mlp.down.fc"]
-    print(f"\none row by hand: blocks.0.mlp.down.fc, input = the spikes of blocks.0.mlp.up (binary)")
+    print("\none row by hand: blocks.0.mlp.down.fc, input = the spikes of blocks.0.mlp.up (binary)")
     print(f"  dense ops = {row['dense_ops']:,.0f} (T x tokens x in x out), firing rate r = {row['rate']:.4f}")
     print(f"  ACs = dense x r = {row['dense_ops'] * row['rate']:,.0f}  -> {row['acs'] * 0.9e-6:.4f} uJ "
           f"(table: {row['energy_uj']:.4f} uJ); as MACs it would be {row['dense_ops'] * 4.6e-6:.4f} uJ")

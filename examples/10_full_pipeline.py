@@ -23,7 +23,6 @@ Run:  python examples/10_full_pipeline.py                                 (built
       python examples/10_full_pipeline.py --task sst2 --data-dir ../shared/data --budget 300
 Read next: docs/overview.md, docs/distillation.md, docs/results.md.
 """
-import json
 import sys
 import time
 from pathlib import Path
