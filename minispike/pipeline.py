@@ -392,6 +392,8 @@ def distill(run_dir, cfg: StageConfig, train: TrainConfig, teacher, student_init
     teacher's by PCA (see ``pretrain``)."""
     if teacher is None:
         raise PipelineError("stage 2 needs the fine-tuned teacher: pass --teacher RUN_DIR/checkpoints/best")
+    if student_init and embedding_init != "random":
+        raise PipelineError("a stage-1 student (--init) brings its own embedding: drop --embedding-init")
     task = get_task(cfg.task)
     teacher_model, tok = load_any(teacher)[:2]
     if not isinstance(teacher_model, BertForSequenceClassification):
@@ -403,8 +405,6 @@ def distill(run_dir, cfg: StageConfig, train: TrainConfig, teacher, student_init
     student = new_student(preset, tok, task.num_classes, teacher_model.config.hidden_size, cfg.max_length,
                           train.seed, **(student_overrides or {}))
     fresh = []
-    if student_init and embedding_init != "random":
-        raise PipelineError("a stage-1 student (--init) brings its own embedding: drop --embedding-init")
     explained = _init_embedding(student, teacher_model, embedding_init, cfg)
     if student_init:
         path = os.path.join(student_init, "checkpoints", "best") if os.path.isdir(

@@ -240,6 +240,11 @@ def read_log(path):
     return records
 
 
+def _records(log):
+    """A log given as a path to log.jsonl (read) or as records already in memory."""
+    return read_log(log) if isinstance(log, (str, os.PathLike)) else list(log)
+
+
 LOSS_WORDS = {"loss", "kl", "mse", "ce", "nll"}
 
 
@@ -264,7 +269,7 @@ def training_curves(log, out_dir, *, keys=None, x=None, title=None, svg=False, f
     step / global_step / iteration / iter / epoch present, else the line number). Keys whose
     name holds loss, acc (f1, mcc), rate (firing, spike), lr land in their own panel.
     """
-    records = read_log(log) if isinstance(log, (str, os.PathLike)) else list(log)
+    records = _records(log)
     if x is None:
         x = next((k for k in X_KEYS if any(k in r for r in records)), None)
     series = {}
@@ -319,7 +324,7 @@ def compare_runs(logs, out_dir, *, metric="accuracy", title=None, svg=False, fig
     fig = _figure(figsize, dpi)
     ax = fig.add_subplot()
     for label, log in logs.items():
-        records = read_log(log) if isinstance(log, (str, os.PathLike)) else list(log)
+        records = _records(log)
         evals = [r for r in records if r.get("event") == "eval" and isinstance(r.get(metric), (int, float))]
         if not evals:
             have = sorted({k for r in records if r.get("event") == "eval" for k in r} - {"event", "step", "time"})
