@@ -226,6 +226,19 @@ def cmd_compare(a):
     return 0
 
 
+def cmd_report(a):
+    from .report import RunReportError, report
+    try:
+        table = report(a.runs)
+    except RunReportError as e:
+        raise UserError(str(e)) from None
+    print(table)
+    if a.out:
+        with open(a.out, "w", encoding="utf-8") as f:
+            f.write(table + "\n")
+    return 0
+
+
 def cmd_plot(a):
     from .pipeline import plot_run
     for path in plot_run(a.run_dir, a.out or a.run_dir, task=a.task, data_dir=a.data_dir):
@@ -381,6 +394,11 @@ def build_parser():
     p.add_argument("--name", default="compare", help="file name without .png (default compare)")
     p.add_argument("--title", default=None, help="figure title")
     p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("report", help="finished runs as one markdown table; mean +- sd over repeated seeds")
+    p.add_argument("runs", nargs="+", help="run directories (each with a metrics.json)")
+    p.add_argument("--out", default=None, help="also write the table to this file")
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("gradcheck-demo", help="check a small network's gradients by finite differences")
     p.add_argument("--seed", type=int, default=0)
