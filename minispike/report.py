@@ -21,6 +21,8 @@ import json
 import math
 import os
 
+from .io.checkpoint import CheckpointError, read_json
+
 __all__ = ["RunReportError", "read_run", "report"]
 
 # what a run's metrics.json must agree on to be a repeat of another (besides the config)
@@ -31,12 +33,11 @@ class RunReportError(ValueError):
     """A directory that is not a finished run, or a file in it that cannot be read."""
 
 
-def _read_json(path):
+def _read_json(path, what):
     try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except json.JSONDecodeError as e:
-        raise RunReportError(f"{path}:{e.lineno}: not valid JSON ({e.msg})") from None
+        return read_json(path, what)
+    except CheckpointError as e:
+        raise RunReportError(str(e)) from None
 
 
 def read_run(run_dir):
@@ -46,7 +47,7 @@ def read_run(run_dir):
         what = "still running or stopped" if os.path.isfile(os.path.join(run_dir, "log.jsonl")) else "not a run directory"
         raise RunReportError(f"{run_dir}: no metrics.json ({what})")
     config_path = os.path.join(run_dir, "config.json")
-    config = _read_json(config_path) if os.path.isfile(config_path) else {}
+    config = _read_json(config_path, "config.json") if os.path.isfile(config_path) else {}
     evals = []
     log_path = os.path.join(run_dir, "log.jsonl")
     if os.path.isfile(log_path):
@@ -55,7 +56,7 @@ def read_run(run_dir):
             evals = [r for r in read_log(log_path) if r.get("event") == "eval"]
         except ValueError as e:
             raise RunReportError(str(e)) from None
-    return {"dir": run_dir, "metrics": _read_json(metrics_path), "config": config, "evals": evals}
+    return {"dir": run_dir, "metrics": _read_json(metrics_path, "metrics.json"), "config": config, "evals": evals}
 
 
 def _start(m):

@@ -53,7 +53,7 @@ def test_bad_run_directories_are_named(tmp_path):
         report([str(running)])
     broken = fake_run(tmp_path / "broken")
     (broken / "metrics.json").write_text("{\n  oops")
-    with pytest.raises(RunReportError, match=r"metrics.json:2: not valid JSON"):
+    with pytest.raises(RunReportError, match=r"metrics.json: metrics.json is not valid JSON .*line 2"):
         report([str(broken)])
 
 
