@@ -86,8 +86,8 @@ def _pct(x):
 
 def _group_key(run):
     m = run["metrics"]
-    config = json.loads(json.dumps(run["config"]))  # a copy to strip the seed from
-    config.get("train", {}).pop("seed", None)
+    train = {k: v for k, v in run["config"].get("train", {}).items() if k != "seed"}
+    config = {**run["config"], "train": train}
     copies = round(m["augmented_sentences"] / m["train_sentences"]) if m.get("train_sentences") else None
     return json.dumps([{k: m.get(k) for k in SAME_RUN_KEYS}, copies, config], sort_keys=True, default=str)
 
