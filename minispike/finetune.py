@@ -112,8 +112,11 @@ def fit(run_dir, model, loss_fn, data, evaluate, cfg: TrainConfig, *, model_conf
     ``data`` is a ``text.batching.Batcher`` (or anything with ``len()`` batches per epoch,
     ``epoch`` and ``position`` attributes, and iteration over the rest of the current epoch);
     each batch's ``mask`` counts the tokens. ``writer``: a callable(dir)
-    that adds files to every checkpoint (the tokenizer's ``save_pretrained``). Returns a dict with the best dev metrics, the
-    step they were reached at and the wall time.
+    that adds files to every checkpoint (the tokenizer's ``save_pretrained``). ``evaluate()`` returns
+    the dev metrics: ``cfg.select_metric`` (higher is better) picks the best checkpoint, and its
+    ``"dev_loss"``, when given, breaks ties (lower wins: on a small dev set many evaluations share one
+    accuracy, and the earliest of them is often a near-uniform model). Returns a dict with the
+    best dev metrics, the step they were reached at and the wall time.
     """
     os.makedirs(run_dir, exist_ok=True)
     ckpt_dir = os.path.join(run_dir, "checkpoints")
@@ -130,6 +133,7 @@ def fit(run_dir, model, loss_fn, data, evaluate, cfg: TrainConfig, *, model_conf
     warmup = int(cfg.warmup_ratio * total_steps)
 
     step, epoch, position, best, best_step, elapsed = 0, 0, 0, -math.inf, None, 0.0
+    best_loss = math.inf  # the dev loss at the best checkpoint: breaks ties of the selection metric
     backend.seed(cfg.seed)
     if resume and os.path.isdir(last_dir):
         ckpt = load_checkpoint(last_dir)
@@ -139,6 +143,7 @@ def fit(run_dir, model, loss_fn, data, evaluate, cfg: TrainConfig, *, model_conf
         _restore_optimizer(opt, names, ckpt.tensors, state)
         step, epoch, position = state["step"], state["epoch"], state["position"]
         best, best_step, elapsed = state["best"], state["best_step"], state["elapsed"]
+        best_loss = state.get("best_loss", math.inf)
         backend.get_rng().bit_generator.state = state["rng"]
         log.truncate_after(step)
         log.write(event="resume", step=step, epoch=epoch, position=position)
@@ -148,7 +153,7 @@ def fit(run_dir, model, loss_fn, data, evaluate, cfg: TrainConfig, *, model_conf
         log.write(event="start", step=0, total_steps=total_steps, batches_per_epoch=batches_per_epoch)
 
     def save_last():
-        state = {"step": step, "epoch": epoch, "position": position, "best": best, "best_step": best_step,
+        state = {"step": step, "epoch": epoch, "position": position, "best": best, "best_loss": best_loss, "best_step": best_step,
                  "elapsed": elapsed + time.perf_counter() - t0, "optimizer_step": opt.step_count,
                  "lr": opt.lr, "rng": backend.get_rng().bit_generator.state}
         tensors = dict(model.state_dict())
@@ -158,15 +163,16 @@ def fit(run_dir, model, loss_fn, data, evaluate, cfg: TrainConfig, *, model_conf
     last_eval = None
 
     def run_eval():
-        nonlocal best, best_step, last_eval
+        nonlocal best, best_loss, best_step, last_eval
         last_eval = step
         model.eval()
         metrics = evaluate()
         model.train()
         log.write(event="eval", step=step, epoch=epoch, **metrics)
         value = metrics.get(cfg.select_metric, -math.inf)
-        if value > best:
-            best, best_step = value, step
+        loss = metrics.get("dev_loss", math.inf)  # ties (e.g. equal accuracy on a small dev set): lower loss wins
+        if value > best or (value == best and loss < best_loss):
+            best, best_loss, best_step = value, loss, step
             save_checkpoint(best_dir, model.state_dict(), model_config,
                             extra={"step": step, "dev": metrics}, writer=writer)
         return metrics

@@ -171,6 +171,17 @@ def accuracy(model, batches, quiet=True, desc="evaluate"):
     return float((preds == batches.labels).mean())
 
 
+def dev_metrics(model, batches):
+    """Accuracy, mean cross-entropy and mean top probability (the model's confidence) on a
+    labelled split: what model selection needs (ties in accuracy go to the lower loss)."""
+    preds, probs = classify(model, batches)
+    labels = batches.labels
+    p_gold = probs[np.arange(len(labels)), labels]
+    return {"accuracy": float((preds == labels).mean()),
+            "dev_loss": float(-np.log(np.maximum(p_gold, 1e-12)).mean()),
+            "confidence": float(probs.max(-1).mean())}
+
+
 def _write_metrics(run_dir, metrics):
     write_json(os.path.join(run_dir, "metrics.json"), metrics)
     return metrics
@@ -214,7 +225,7 @@ def finetune_teacher(run_dir, cfg: StageConfig, train: TrainConfig, teacher=None
         acc = float((backend.to_numpy(out.logits.data).argmax(-1) == batch["labels"]).mean())
         return loss, {"acc": acc}
 
-    summary = fit(run_dir, model, loss_fn, data, lambda: {"accuracy": accuracy(model, dev)}, train,
+    summary = fit(run_dir, model, loss_fn, data, lambda: dev_metrics(model, dev), train,
                   model_config=model.config.to_dict("BertForSequenceClassification"), resume=cfg.resume,
                   quiet=cfg.quiet, desc=f"teacher {task.name}", writer=tok.save_pretrained)
     best = os.path.join(run_dir, "checkpoints", "best")
@@ -369,7 +380,7 @@ def _task_student_stage(run_dir, cfg, train, tok, student, teacher, w, augment_c
     data = Batcher(enc, labels, batch_size=train.batch_size, seed=train.seed, pad_id=tok.pad_id)
     dev = _eval_batches(dev_enc, dev_labels, tok, cfg.eval_batch_size)
     loss_fn = _student_loss(student, teacher, w, with_logits=True)
-    summary = fit(run_dir, student, loss_fn, data, lambda: {"accuracy": accuracy(student, dev)}, train,
+    summary = fit(run_dir, student, loss_fn, data, lambda: dev_metrics(student, dev), train,
                   model_config={"model_type": "spikebert", **student.config.to_dict()}, resume=cfg.resume,
                   quiet=cfg.quiet, desc=desc, writer=tok.save_pretrained)
     best = os.path.join(run_dir, "checkpoints", "best")
