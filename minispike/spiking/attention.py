@@ -27,7 +27,19 @@ from .. import ops
 from ..nn import LayerNorm, Linear, Module
 from .lif import LIF
 
-__all__ = ["SpikeLinear", "SpikingSelfAttention", "SpikingMLP"]
+__all__ = ["SpikeLinear", "SpikingSelfAttention", "SpikingMLP", "spiking_attention"]
+
+
+def spiking_attention(q, k, v, key_mask=None, scale=0.125):
+    """``(Q K^T) V * scale`` per head, computed as ``Q (K^T V * scale)``; no softmax.
+
+    ``q, k, v``: (T, B, h, L, d_h) Tensors; ``key_mask``: (B, L), 1 for real tokens, or None.
+    """
+    T, B, h, L, d_h = k.shape
+    if key_mask is not None:  # zero the keys of padded tokens: they reach no query
+        k = k * key_mask.reshape(1, B, 1, L, 1)
+    kv = (k.transpose(0, 1, 2, 4, 3) @ v) * scale  # (T, B, h, d_h, d_h) = K^T V * scale
+    return q @ kv  # (T, B, h, L, d_h) = (Q K^T) V * scale
 
 
 class SpikeLinear(Module):
@@ -76,10 +88,7 @@ class SpikingSelfAttention(Module):
         q = self._heads(self.q(x, static))  # (T, B, h, L, d_h)
         k = self._heads(self.k(x, static))
         v = self._heads(self.v(x, static))
-        if key_mask is not None:  # zero the keys of padded tokens: they reach no query
-            k = k * key_mask.reshape(1, B, 1, L, 1)
-        kv = (k.transpose(0, 1, 2, 4, 3) @ v) * self.scale  # (T, B, h, d_h, d_h) = K^T V * scale
-        y = q @ kv  # (T, B, h, L, d_h) = (Q K^T) V * scale
+        y = spiking_attention(q, k, v, key_mask, self.scale)  # (T, B, h, L, d_h)
         y = y.transpose(0, 1, 3, 2, 4).reshape(T, B, L, D)  # heads back side by side
         y = self.attn_lif(y)
         return self.out(y)
