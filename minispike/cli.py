@@ -11,6 +11,7 @@
     python -m minispike energy     --student S --teacher T --task sst2
     python -m minispike plot       RUN_DIR
     python -m minispike compare    RUN_DIR RUN_DIR ... --out DIR   dev curves of several runs
+    python -m minispike notebooks  --out DIR     every numbered example as a Jupyter notebook
 
 Every option can also come from a JSON file (``--config run.json``: keys are option names
 with underscores); flags given on the command line win over the file.
@@ -239,6 +240,13 @@ def cmd_report(a):
     return 0
 
 
+def cmd_notebooks(a):
+    from .notebooks import write_notebooks
+    for path in write_notebooks(a.out, a.examples):
+        print(path)
+    return 0
+
+
 def cmd_plot(a):
     from .pipeline import plot_run
     for path in plot_run(a.run_dir, a.out or a.run_dir, task=a.task, data_dir=a.data_dir):
@@ -399,6 +407,11 @@ def build_parser():
     p.add_argument("runs", nargs="+", help="run directories (each with a metrics.json)")
     p.add_argument("--out", default=None, help="also write the table to this file")
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("notebooks", help="write every numbered example as a Jupyter notebook (.ipynb)")
+    p.add_argument("--out", required=True, help="folder to write the notebooks into")
+    p.add_argument("--examples", default=None, help="the examples folder (default: the checkout's examples/)")
+    p.set_defaults(func=cmd_notebooks)
 
     p = sub.add_parser("gradcheck-demo", help="check a small network's gradients by finite differences")
     p.add_argument("--seed", type=int, default=0)
