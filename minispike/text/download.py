@@ -15,6 +15,7 @@ Command line (wired by ``minispike.cli``):  ``python -m minispike download TASK|
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import sys
@@ -22,7 +23,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from .tasks import TASKS, DataError, get_task, resolve_data_dir
+from .tasks import TASKS, DataError, get_task, is_inside_relative, resolve_data_dir
 
 CHUNK = 1 << 16
 
@@ -44,33 +45,64 @@ def sha256_file(path) -> str:
 
 
 def _fetch_to(src_desc: str, reader, expected_len, dest: Path, sha: str) -> None:
-    """Stream ``reader`` into a temp file beside ``dest``, verify, then os.replace."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
+    """Stream ``reader`` into a temp file beside ``dest``, verify, then os.replace.  A file-system
+    fault (read-only directory, full disk, a file where a directory belongs) is a DownloadError
+    naming the path; the temp file is removed either way."""
+    blocking = next((p for p in (dest.parent, *dest.parent.parents) if p.exists()), None)
+    if blocking is not None and not blocking.is_dir():
+        raise DownloadError(f"{blocking}: is a file, expected a directory (to hold {dest})")
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise DownloadError(f"{e.filename or dest.parent}: cannot create the directory: {e.strerror}") from None
     tmp = dest.with_name(f"{dest.name}.part-{os.getpid()}")
     h = hashlib.sha256()
     n = 0
     try:
-        with open(tmp, "wb") as f:
+        with _writing(dest):
+            f = open(tmp, "wb")
+        with f:
             while True:
                 chunk = reader.read(CHUNK)
                 if not chunk:
                     break
                 h.update(chunk)
-                f.write(chunk)
+                with _writing(dest):
+                    f.write(chunk)
                 n += len(chunk)
-            f.flush()
-            os.fsync(f.fileno())
+            with _writing(dest):
+                f.flush()
+                os.fsync(f.fileno())
         if expected_len is not None and n != expected_len:
             raise DownloadError(f"{dest.name}: transfer from {src_desc} stopped after {n} of {expected_len} bytes; "
                                 f"nothing written")
         got = h.hexdigest()
         if got != sha:
-            raise ChecksumError(f"refusing {src_desc}: sha256 mismatch for {dest}\n  expected {sha}\n  got      {got}\n"
+            raise ChecksumError(f"refusing {src_desc}: sha256 mismatch for {dest}: expected {sha}, got {got}; "
                                 f"the file differs from the pinned published version; nothing was written")
-        os.replace(tmp, dest)
+        with _writing(dest):
+            os.replace(tmp, dest)
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+@contextlib.contextmanager
+def _writing(dest: Path):
+    """Turn a file-system fault while writing (full disk, read-only directory) into a DownloadError naming ``dest``."""
+    try:
+        yield
+    except OSError as e:
+        raise DownloadError(f"{dest}: cannot write: {e.strerror}; nothing written") from None
+
+
+def destination(root: Path, rel: str) -> Path:
+    """``root / rel``, refused unless it lies inside ``root`` (no absolute path, no '..', no symlink out)."""
+    dest = Path(root) / rel
+    if not is_inside_relative(rel) or not dest.resolve().is_relative_to(Path(root).resolve()):
+        raise DownloadError(f"download source {rel!r}: expected a path inside the data directory {root}; "
+                            f"refusing to write outside it")
+    return dest
 
 
 def _tasks_for(task) -> list:
@@ -103,7 +135,7 @@ def download(task="all", data_dir=None, base_url: str | None = None, from_dir=No
     done, errors = [], []
     for t in _tasks_for(task):
         for rel, src in t.sources.items():
-            dest = dest_root / rel
+            dest = destination(dest_root, rel)
             if dest.is_file() and not force and sha256_file(dest) == src.sha256:
                 log(f"{rel}: present, checksum ok")
                 done.append(dest)
@@ -137,8 +169,8 @@ def download(task="all", data_dir=None, base_url: str | None = None, from_dir=No
                 log(f"{rel}: FAILED: {e}")
     if errors:
         kind = ChecksumError if all(isinstance(e, ChecksumError) for e in errors) else DownloadError
-        msg = "\n".join(str(e) for e in errors)
-        raise kind(f"{len(errors)} file(s) failed:\n{msg}" if len(errors) > 1 else msg)
+        msg = " | ".join(str(e) for e in errors)
+        raise kind(f"{len(errors)} file(s) failed: {msg}" if len(errors) > 1 else msg)
     return done
 
 

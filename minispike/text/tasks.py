@@ -51,6 +51,11 @@ class DataError(Exception):
     """A problem with a data file or a task definition; the message names the file, line and content."""
 
 
+class DataWarning(UserWarning):
+    """Data that loads but may give a misleading result (shared sentences between splits, text the
+    tokenizer cannot see); the message says what was found and the fix."""
+
+
 # ----------------------------------------------------------------------------------------
 # the Task record and the registry
 # ----------------------------------------------------------------------------------------
@@ -99,6 +104,10 @@ class Task:
                             f"{len(self.label_names)} label_names")
         if abs(sum(self.split_fractions) - 1.0) > 1e-9:
             raise DataError(f"task {self.name}: split_fractions must sum to 1, got {self.split_fractions}")
+        for rel in self.sources:
+            if not is_inside_relative(rel):
+                raise DataError(f"task {self.name}: download source {rel!r}: expected a path relative to the "
+                                f"data directory, without '..' (it would write outside the data directory)")
 
     @property
     def num_classes(self) -> int:
@@ -139,11 +148,12 @@ class Task:
     @classmethod
     def from_dict(cls, d: dict, base_dir=None) -> "Task":
         """Build a task from a JSON-style dict; relative file paths are taken relative to ``base_dir``
-        when given (a task file next to its data), else to the data directory."""
+        when given (a task file next to its data), else to the data directory.  Unknown keys,
+        missing keys and values of the wrong type are refused, naming the key."""
+        if not isinstance(d, dict):
+            raise DataError(f"task definition: expected a JSON object of task fields, found {type(d).__name__}")
         d = dict(d)
-        unknown = set(d) - {f.name for f in dataclasses.fields(cls)}
-        if unknown:
-            raise DataError(f"task definition: unknown keys {sorted(unknown)}")
+        _check_task_fields(d)
         for key in ("label_names", "label_values", "split_fractions"):
             if d.get(key) is not None:
                 d[key] = tuple(d[key])
@@ -152,6 +162,48 @@ class Task:
             d["files"] = {k: str(Path(base_dir).resolve() / v) if not Path(v).is_absolute() else v
                           for k, v in d["files"].items()}
         return cls(**d)
+
+
+def is_inside_relative(rel) -> bool:
+    """True when ``rel`` names a place inside a directory: relative, no '..', no drive."""
+    rel = str(rel).replace("\\", "/")
+    parts = rel.split("/")
+    return bool(rel) and not rel.startswith("/") and ":" not in parts[0] and ".." not in parts
+
+
+_STR_FIELDS = ("name", "language", "format", "encoding", "text_column", "label_column", "split_seed",
+               "description", "homepage")
+
+
+def _check_task_fields(d: dict) -> None:
+    """Refuse unknown keys, missing keys and wrongly typed values of a task definition, by key."""
+    def bad(key, expected):
+        raise DataError(f"task definition: key {key!r} is {d[key]!r} ({type(d[key]).__name__}); expected {expected}")
+
+    unknown = set(d) - {f.name for f in dataclasses.fields(Task)}
+    if unknown:
+        raise DataError(f"task definition: unknown keys {sorted(unknown)} (known: "
+                        f"{', '.join(f.name for f in dataclasses.fields(Task))})")
+    missing = [k for k in ("name", "language", "label_names", "files") if k not in d]
+    if missing:
+        raise DataError(f"task definition: missing key(s) {missing}")
+    for key in _STR_FIELDS:
+        if key in d and not isinstance(d[key], str):
+            bad(key, "a string")
+    for key in ("label_names", "label_values"):
+        if d.get(key) is not None and not (isinstance(d[key], (list, tuple)) and all(isinstance(v, str) for v in d[key])):
+            bad(key, "a list of strings")
+    if not (isinstance(d["files"], dict) and all(isinstance(v, str) for v in d["files"].values())):
+        bad("files", "an object mapping train/dev/test (or all) to file paths")
+    if "split_fractions" in d and not (isinstance(d["split_fractions"], (list, tuple)) and len(d["split_fractions"]) == 3
+                                       and all(isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0
+                                               for v in d["split_fractions"])):
+        bad("split_fractions", "three non-negative numbers (train, dev, test)")
+    sources = d.get("sources", {})
+    if not (isinstance(sources, dict) and all(isinstance(v, Source) or (isinstance(v, dict) and set(v) == {"url", "sha256"}
+                                                                        and all(isinstance(x, str) for x in v.values()))
+                                              for v in sources.values())):
+        bad("sources", 'an object mapping relative paths to {"url": ..., "sha256": ...}')
 
 
 TASKS: dict[str, Task] = {}
@@ -297,6 +349,9 @@ class _Bad(Exception):
     pass
 
 
+_FIX_ROW = "(fix or delete that row; in Python, load_task(..., skip_bad=True) skips and counts such rows)"
+
+
 def _parse_label_space(raw: bytes, path: Path, task: Task, lmap: dict, skip_bad: bool, rep: LoadReport):
     lines = raw.split(b"\n")
     if lines and lines[-1] == b"":
@@ -332,7 +387,7 @@ def _parse_label_space(raw: bytes, path: Path, task: Task, lmap: dict, skip_bad:
         except _Bad as e:
             reason, msg = e.args
             if not skip_bad:
-                raise DataError(f"{where}: {msg} (pass skip_bad=True / --skip-bad to skip such rows)") from None
+                raise DataError(f"{where}: {msg} {_FIX_ROW}") from None
             rep.skip(reason, where, bline.decode(task.encoding, "replace")[:200])
     return out
 
@@ -367,7 +422,7 @@ def _parse_table(raw: bytes, path: Path, task: Task, lmap: dict, skip_bad: bool,
         except StopIteration:
             break
         except csv.Error as e:
-            raise DataError(f"{path}:{start}: malformed {task.format} row: {e}") from None
+            raise DataError(f"{path}:{start}: malformed {task.format} row: {e}{_field_limit_hint(e)}") from None
         last = reader.line_num
         where = f"{path}:{start}"
         content = delim.join(row)
@@ -397,10 +452,27 @@ def _parse_table(raw: bytes, path: Path, task: Task, lmap: dict, skip_bad: bool,
         except _Bad as e:
             reason, msg = e.args
             if not skip_bad:
-                raise DataError(f"{where}: {msg} (pass skip_bad=True / --skip-bad to skip such rows)") from None
+                raise DataError(f"{where}: {msg} {_FIX_ROW}") from None
             rep.skip(reason, where, content.encode(task.encoding, "surrogateescape")
                      .decode(task.encoding, "replace")[:200])
     return out
+
+
+def _field_limit_hint(error) -> str:
+    """What a csv 'field larger than field limit' most often means."""
+    if "field limit" not in str(error):
+        return ""
+    return (f" (a field longer than the csv module's limit of {csv.field_size_limit()} characters: "
+            f"expected one review per row; an unbalanced quote often swallows the rest of the file)")
+
+
+def _read_bytes(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except IsADirectoryError:
+        raise DataError(f"{path}: is a directory, expected a data file") from None
+    except OSError as e:
+        raise DataError(f"{path}: cannot read: {e.strerror}") from None
 
 
 _PARSE_CACHE: dict = {}
@@ -418,7 +490,7 @@ def read_file(task: Task, path: Path, skip_bad: bool = False, split: str = "all"
     if key in _PARSE_CACHE:
         ex, rep = _PARSE_CACHE[key]
         return list(ex), dataclasses.replace(rep, skipped=list(rep.skipped), notes=list(rep.notes))
-    raw = path.read_bytes()
+    raw = _read_bytes(path)
     rep = LoadReport(task.name, split)
     lmap = task.label_map()
     if task.format == "label_space":
@@ -511,13 +583,22 @@ def get_task(name_or_spec) -> Task:
         return TASKS[spec]
     path_part, _, opts = spec.partition("#")
     p = Path(path_part).expanduser()
-    if p.suffix.lower() == ".json" and p.is_file():
+    if p.suffix.lower() in (".json", ".csv", ".tsv") and not p.is_file():
+        found = "a directory" if p.is_dir() else "nothing"
+        raise DataError(f"task file {p}: found {found}, expected a {p.suffix.lower()[1:]} file")
+    if p.suffix.lower() == ".json":
         try:
             d = json.loads(p.read_text(encoding="utf-8"))
         except json.JSONDecodeError as e:
             raise DataError(f"{p}:{e.lineno}: not valid JSON: {e.msg}") from None
-        return register_task(Task.from_dict(d, base_dir=p.resolve().parent), replace=True)
-    if p.suffix.lower() in (".csv", ".tsv") and p.is_file():
+        except UnicodeDecodeError as e:
+            raise DataError(f"{p}: undecodable bytes at byte {e.start}, expected UTF-8 JSON") from None
+        try:
+            task = Task.from_dict(d, base_dir=p.resolve().parent)
+        except DataError as e:
+            raise DataError(f"{p}: {e}") from None
+        return register_task(task, replace=True)
+    if p.suffix.lower() in (".csv", ".tsv"):
         kw = {}
         for item in filter(None, opts.split(",")):
             k, _, v = item.partition("=")
@@ -544,10 +625,16 @@ def register_table_task(path, text_column=None, label_column="label", language="
     """
     path = Path(path).expanduser().resolve()
     fmt = "tsv" if path.suffix.lower() == ".tsv" else "csv"
-    raw = path.read_bytes().decode(encoding, "replace").lstrip("\ufeff")
+    raw = _read_bytes(path).decode(encoding, "replace").lstrip("\ufeff")
     delim = "," if fmt == "csv" else "\t"
-    rows = list(csv.reader(io.StringIO(raw, newline=""), delimiter=delim,
-                           quoting=csv.QUOTE_MINIMAL if fmt == "csv" else csv.QUOTE_NONE))
+    reader = csv.reader(io.StringIO(raw, newline=""), delimiter=delim,
+                        quoting=csv.QUOTE_MINIMAL if fmt == "csv" else csv.QUOTE_NONE)
+    rows = []
+    try:
+        for row in reader:
+            rows.append(row)
+    except csv.Error as e:
+        raise DataError(f"{path}:{reader.line_num}: malformed {fmt} row: {e}{_field_limit_hint(e)}") from None
     if not rows:
         raise DataError(f"{path}:1: empty file")
     header = [h.strip() for h in rows[0]]
@@ -590,6 +677,8 @@ def load_task(name, split: str = "train", data_dir=None, skip_bad: bool = False)
     paths = task.paths(data_dir)
     key = "all" if task.hashed_split else split
     path = paths[key]
+    if path.is_dir():
+        raise DataError(f"task {task.name}: {path} is a directory, expected a data file")
     if not path.is_file():
         hint = (f"run `python -m minispike download {task.name}`" if task.sources else "check the path")
         raise DataError(f"task {task.name}: file {path} not found (data dir {resolve_data_dir(data_dir)}, "
@@ -622,3 +711,43 @@ def load_task(name, split: str = "train", data_dir=None, skip_bad: bool = False)
 
 def list_tasks(language: str | None = None) -> list[Task]:
     return [t for t in TASKS.values() if language is None or t.language == language]
+
+
+def split_overlap(name, data_dir=None, limit: int = 3):
+    """Texts found in more than one split file of a task with explicit splits (the hashed split
+    never shares a text between splits): ``(count, [(text, splits), ...][:limit])``."""
+    task = get_task(name)
+    if task.hashed_split:
+        return 0, []
+    where = defaultdict(list)
+    for split in task.splits:
+        for text in dict.fromkeys(load_task(task, split, data_dir=data_dir).texts):
+            where[text].append(split)
+    shared = [(t, splits) for t, splits in where.items() if len(splits) > 1]
+    return len(shared), shared[:limit]
+
+
+def overlap_warning(name, data_dir=None) -> str | None:
+    """The warning to give at the start of a run when split files share sentences, else None."""
+    count, examples = split_overlap(name, data_dir)
+    if not count:
+        return None
+    shown = "; ".join(f"{_shorten(t, 60)!r} in {'+'.join(s)}" for t, s in examples)
+    return (f"task {get_task(name).name}: {count} sentence(s) appear in more than one split file "
+            f"(e.g. {shown}): a test sentence seen in training inflates the test accuracy")
+
+
+def class_count_problem(task: Task, model_classes: int, model_path) -> str | None:
+    """Why a model with ``model_classes`` outputs cannot be scored on ``task``, or None."""
+    if task.num_classes == model_classes:
+        return None
+    msg = (f"{model_path}: the model has {model_classes} classes, task {task.name} has {task.num_classes} "
+           f"({', '.join(task.label_names)})")
+    if task.label_values is not None and task.label_values == task.label_names:  # inferred from the file
+        extra = task.label_names[model_classes:]
+        if extra:
+            msg += (f"; the labels {', '.join(map(repr, extra))} of {task.files.get('all', 'the file')} have no class "
+                    f"in the model: fix those rows, or name the classes (file.csv#labels=A|B) to have each "
+                    f"stray row refused with its line number")
+    return msg
+
