@@ -11,9 +11,7 @@ import numpy as np
 import pytest
 
 from minispike import ops
-from minispike.io.official import (NAME_MAP, OfficialFormatError, config_from_official, from_official_name,
-                                   load_official, load_official_state, read_official, save_official,
-                                   to_official_name, to_official_state)
+from minispike.io.official import NAME_MAP, OfficialFormatError, from_official_name, read_official, to_official_name
 from minispike.models.spikebert import SpikeBert, SpikeBertConfig
 from minispike.spiking import record
 
@@ -30,10 +28,8 @@ def ref():
         return {k: z[k] for k in z.files}
 
 
-def student(ref, **overrides):
-    state = read_official(REF)
-    cfg = config_from_official(state, heads=4, T=4, **overrides)
-    return load_official_state(SpikeBert(cfg), state)
+def student(ref):
+    return SpikeBert.from_official(REF, heads=4, T=4, max_length=8)
 
 
 # -- an independent transcription of the official forward (NumPy, float64) ---------------------
@@ -174,8 +170,8 @@ def test_name_map_is_one_table_read_both_ways():
 @pytest.mark.parametrize("ext", [".npz", ".safetensors"])
 def test_round_trip(ext, tmp_path, ref, f64):
     model = student(ref)
-    path = save_official(model, tmp_path / f"student{ext}")
-    back = load_official(path, heads=4)
+    path = model.save_official(tmp_path / f"student{ext}")
+    back = SpikeBert.from_official(path)  # heads, T and max_length travel in the file's metadata
     for (n, p), (m, q) in zip(model.named_parameters(), back.named_parameters()):
         assert n == m and np.array_equal(p.numpy(), q.numpy())
     ids = ref["input_ids"]
@@ -186,18 +182,18 @@ def test_round_trip(ext, tmp_path, ref, f64):
 
 def test_strict_checks(ref, f64):
     state = read_official(REF)
-    model = SpikeBert(config_from_official(state, heads=4))
+    model = SpikeBert.from_official(state, heads=4, T=4, max_length=8)
     bad = dict(state)
     del bad["blocks.0.attn.q_m.weight"]
     bad["blocks.0.attn.z_m.weight"] = np.zeros((32, 32))
     bad["classifier.weight"] = np.zeros((3, 32))
     with pytest.raises(OfficialFormatError) as e:
-        load_official_state(model, bad, source="bad.npz")
+        model.load_official_state(bad, source="bad.npz")
     msg = str(e.value)
     assert "bad.npz" in msg and "blocks.0.attn.q_m.weight" in msg and "z_m" in msg and "classifier.weight" in msg
-    with pytest.raises(OfficialFormatError, match="has no official name"):
+    with pytest.raises(OfficialFormatError, match="embedding projection"):
         proj = SpikeBert(SpikeBertConfig.preset("tiny", teacher_dim=48))  # an embedding projection
-        to_official_state(proj)
+        proj.official_state()
 
 
 def test_official_preset_pins_the_official_numerics():

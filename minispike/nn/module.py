@@ -4,6 +4,16 @@ A Module's parameters are found by walking its attributes: a ``Parameter`` attri
 of a child module ``layer`` of a list ``blocks`` is named ``blocks.0.layer.w``, the dotted
 path used in checkpoints. ``load_state_dict`` is strict by default: a missing key, an
 unexpected key or a shape mismatch raises one error that names every offending key.
+
+``repr(model)`` prints the tree, as PyTorch does, with each module's own parameter shapes
+and the parameter count of every subtree; identical neighbours in a ``ModuleList`` are
+folded into one entry (``(0-11): 12 x SpikeBlock(...)``)::
+
+    SpikeBert(  # 25,186 parameters
+      (embedding): Embedding(100, 32)  # weight (100, 32): 3,200
+      (blocks): ModuleList(  # 16,896
+        (0-1): 2 x SpikeBlock(  # 8,448 each
+      ...
 """
 from __future__ import annotations
 
@@ -101,11 +111,28 @@ class Module:
             problems.append(f"unexpected keys: {', '.join(unexpected)}")
         if problems and (strict or mismatched):
             raise StateDictError(f"{source} does not match {type(self).__name__}: " + " | ".join(problems))
+        loaded = {k: state[k] for k in sorted(set(own) & set(state))}
+        wrong = [f"{k} ({a.dtype})" for k, a in loaded.items() if a.dtype.kind not in "fc"]
+        if wrong:
+            raise StateDictError(f"{source}: integer or bool tensors where {type(self).__name__} expects floating "
+                                 f"point: {', '.join(wrong)}; refusing to cast them (is this the right file?)")
+        bad = first_non_finite(loaded)
+        if bad:
+            raise StateDictError(f"{source}: tensor {bad} holds NaN or infinite values; refusing to load it "
+                                 "(the run that wrote it had diverged)")
         for k in set(own) & set(state):
             p = own[k]
             p.data = p.xp.asarray(backend.to_numpy(state[k]) if _is_foreign(state[k], p.data) else state[k],
                                   dtype=p.dtype).copy()
         return missing, unexpected
+
+    # -- printing -------------------------------------------------------------------------
+    def extra_repr(self) -> str:
+        """The settings shown inside ``Name(...)``; subclasses override it."""
+        return ""
+
+    def __repr__(self):
+        return "\n".join(_tree_lines(self, "", ""))
 
     def to(self, dtype=None, xp=None):
         """Move every parameter to another array module and/or dtype."""
@@ -114,6 +141,58 @@ class Module:
             data = backend.to_numpy(p.data) if target is not p.xp else p.data
             p.data = target.asarray(data, dtype=dtype or p.dtype)
         return self
+
+
+def _own_parameters(module):
+    """(name, Parameter) held by ``module`` itself, not by its children."""
+    return [(n, v) for n, v in vars(module).items() if isinstance(v, Parameter)]
+
+
+def _describe(module):
+    """``Name(settings)``: a module's own ``__repr__`` if it writes one, else from ``extra_repr``."""
+    if type(module).__repr__ is not Module.__repr__:
+        return repr(module)
+    return f"{type(module).__name__}({module.extra_repr()})"
+
+
+def _tree_lines(module, head, indent, each=False):
+    """The lines of ``module``'s repr; ``head`` goes before it (``(attn): ``, ``(0-3): 4 x ``)."""
+    n = module.num_parameters()
+    per = " each" if each else ""
+    children = list(module.named_children())
+    if not children:  # a leaf: one line, with the shapes of its parameters
+        own = ", ".join(f"{name} {tuple(p.shape)}" for name, p in _own_parameters(module))
+        note = f"  # {own}: {n:,}{per}" if n else ""
+        return [f"{indent}{head}{_describe(module)}{note}"]
+    note = f"  # {n:,}{per}{'' if indent else ' parameters'}" if n else ""
+    lines = [f"{indent}{head}{type(module).__name__}({note}"]
+    if module.extra_repr():  # a container's own settings: the first line inside, as PyTorch
+        lines.append(f"{indent}  {module.extra_repr()}")
+    groups = []  # [first name, last name, child, text]: identical neighbours of a ModuleList folded
+    for name, child in children:
+        text = "\n".join(_tree_lines(child, "", ""))
+        if isinstance(module, ModuleList) and groups and groups[-1][3] == text:
+            groups[-1][1] = name
+        else:
+            groups.append([name, name, child, text])
+    for first, last, child, _ in groups:
+        if first == last:
+            lines += _tree_lines(child, f"({first}): ", indent + "  ")
+        else:
+            count = int(last) - int(first) + 1
+            lines += _tree_lines(child, f"({first}-{last}): {count} x ", indent + "  ", each=True)
+    lines.append(f"{indent})")
+    return lines
+
+
+def first_non_finite(arrays):
+    """The name of the first array (``name -> array``, any device, in order) holding a NaN or
+    an infinity, with how many such values it holds (``"name (3 of 64 values)"``), or None."""
+    for name, a in arrays.items():
+        xp = backend.get_array_module(a)
+        if a.dtype.kind in "fc" and not bool(xp.isfinite(a).all()):
+            return f"{name} ({int((~xp.isfinite(a)).sum())} of {a.size} values)"
+    return None
 
 
 def _is_foreign(a, b):

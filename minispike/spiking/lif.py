@@ -316,12 +316,31 @@ class LIF(Module):
     ``record()`` every LIF reports under ``self.name`` (set to its module path by
     ``name_neurons(model)``). ``overwrite_input=True`` lets the neuron keep its membrane in
     the input's buffer: only for inputs that nothing else reads (SpikeLinear's LayerNorm output).
+    ``surrogate_function=`` (spikingjelly's keyword) is another name for ``surrogate=``.
+
+    Identical spikes in other libraries (same input, float64):
+
+    * spikingjelly ``LIFNode(tau, decay_input, v_threshold, v_reset, detach_reset,
+      surrogate_function=surrogate.ATan(), step_mode='m')`` (backend ``'torch'``) with the same
+      five settings: every setting, hard reset (``v_reset`` a number) and soft (``None``), with
+      or without ``decay_input``. Same operation order and ``Theta(0) = 1``, so equal bit for bit.
+    * snnTorch ``Leaky(beta=1 - 1/tau, threshold=V_th, reset_mechanism="zero")`` equals
+      ``LIF(tau, V_th, v_reset=0.0, decay_input=False)``: both compute ``H = beta V + X`` and
+      zero the membrane after a spike. Not bit for bit in general: snnTorch multiplies by
+      ``beta``, minispike subtracts ``V / tau`` (equal for tau a power of two, e.g. 2), and
+      snnTorch fires on ``H > V_th`` where minispike fires on ``H >= V_th``. snnTorch's default
+      ``reset_mechanism="subtract"`` has no equal here: it subtracts ``V_th`` after the leak,
+      minispike's soft reset before it.
     """
 
     def __init__(self, tau=2.0, v_threshold=1.0, v_reset=0.0, surrogate: Surrogate | None = None,
                  detach_reset=True, decay_input=True, learnable_tau=False, learnable_threshold=False,
-                 trace=False, name="lif", overwrite_input=False):
+                 trace=False, name="lif", overwrite_input=False, *, surrogate_function: Surrogate | None = None):
         super().__init__()
+        if surrogate_function is not None:
+            if surrogate is not None:
+                raise TypeError("LIF: give surrogate= or surrogate_function= (spikingjelly's name for it), not both")
+            surrogate = surrogate_function
         if float(tau) < 1.0:
             raise ValueError(f"LIF tau must be >= 1 (got {tau}): the leak factor is 1 - 1/tau")
         dtype = backend.default_dtype()
@@ -356,9 +375,6 @@ class LIF(Module):
         reset = "soft" if self.v_reset is None else f"hard to {self.v_reset:g}"
         return (f"tau={tau}, v_threshold={vth}, reset={reset}, surrogate={self.surrogate!r}, "
                 f"detach_reset={self.detach_reset}, decay_input={self.decay_input}")
-
-    def __repr__(self):
-        return f"LIF({self.extra_repr()})"
 
 
 def name_neurons(model, prefix=""):

