@@ -19,15 +19,73 @@ with underscores); flags given on the command line win over the file.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import errno
 import json
+import math
 import os
 import sys
+import warnings
 
 from . import __version__
 
 
 class UserError(Exception):
     """A problem with the user's input: printed as one line, exit status 2, no traceback."""
+
+
+# ----------------------------------------------------------------------------------------
+# Expected failures -> one line (the one place that decides; --debug shows the traceback)
+# ----------------------------------------------------------------------------------------
+class _Parser(argparse.ArgumentParser):
+    """argparse whose complaints about the command line are one line (a UserError), not usage text."""
+
+    def error(self, message):
+        raise UserError(f"{message} (see {self.prog} --help)")
+
+
+def expected_errors() -> tuple:
+    """The exception types a user's input or machine can cause; their messages name the file,
+    line, key or option. Anything else is a bug in minispike and keeps its traceback."""
+    from .finetune import TrainingDiverged
+    from .io.checkpoint import CheckpointError
+    from .io.official import OfficialFormatError
+    from .io.safetensors import SafetensorsError
+    from .nn.module import StateDictError
+    from .pipeline import PipelineError
+    from .report import RunReportError
+    from .text.tasks import DataError
+    from .text.tokenizer import TokenizerError
+    return (UserError, PipelineError, DataError, TokenizerError, CheckpointError, SafetensorsError, StateDictError,
+            OfficialFormatError, RunReportError, TrainingDiverged, OSError)
+
+
+_OS_PROBLEMS = {errno.ENOENT: "not found", errno.EISDIR: "is a directory, expected a file",
+                errno.ENOTDIR: "a part of the path is a file, expected a directory",
+                errno.EEXIST: "already exists as a file, expected a directory",
+                errno.EACCES: "permission denied (a read-only directory?)", errno.EPERM: "operation not permitted",
+                errno.EROFS: "read-only file system", errno.ENOSPC: "no space left on the device (the disk is full)",
+                errno.EDQUOT: "disk quota exceeded", errno.ENAMETOOLONG: "file name too long"}
+
+
+def one_line(error: BaseException) -> str:
+    """The message of an expected failure as one line: ``path: problem`` for file-system errors."""
+    if isinstance(error, OSError) and not type(error).__module__.startswith("minispike"):
+        problem = _OS_PROBLEMS.get(error.errno, error.strerror or str(error))
+        where = error.filename if error.filename is not None else "file system"
+        text = f"{where}: {problem}" + (f" (and {error.filename2})" if error.filename2 else "")
+    else:
+        text = str(error) or type(error).__name__
+    return "; ".join(line.strip() for line in text.splitlines() if line.strip())
+
+
+@contextlib.contextmanager
+def _warnings_as_lines():
+    """Warnings raised while a command runs print as ``minispike: warning: ...``, one line each."""
+    with warnings.catch_warnings():
+        warnings.showwarning = lambda message, *_, **__: print(f"minispike: warning: {one_line(message)}",
+                                                               file=sys.stderr, flush=True)
+        yield
 
 
 # ----------------------------------------------------------------------------------------
@@ -93,6 +151,133 @@ def _stage_config(a):
 
 def _overrides(a):
     return {k: getattr(a, k) for k in ("T", "depth", "dim") if getattr(a, k, None) is not None}
+
+
+# ----------------------------------------------------------------------------------------
+# Validation before any work: every numeric option's range, paths, the model's length limit
+# ----------------------------------------------------------------------------------------
+def _passes(v):
+    return v > 0
+
+
+# option dest -> (test, what is expected); floats must also be finite
+OPTION_RANGES = {
+    "epochs": (_passes, "a number of passes > 0 (fractions such as 0.5 are allowed)"),
+    "teacher_epochs": (_passes, "a number of passes > 0"),
+    "stage1_epochs": (_passes, "a number of passes > 0"),
+    "max_steps": (lambda v: v >= 1, "a number of steps >= 1"),
+    "batch_size": (lambda v: v >= 1, "sentences per step >= 1"),
+    "max_length": (lambda v: v >= 2, "at least 2 tokens ([CLS] and [SEP])"),
+    "lr": (lambda v: v > 0, "a learning rate > 0"),
+    "teacher_lr": (lambda v: v > 0, "a learning rate > 0"),
+    "weight_decay": (lambda v: v >= 0, "a weight decay >= 0"),
+    "warmup_ratio": (lambda v: 0 <= v < 1, "a share of the steps in [0, 1)"),
+    "clip_norm": (lambda v: v >= 0, "a gradient-norm bound >= 0 (0 = no clipping)"),
+    "eval_every": (lambda v: v >= 0, "a number of steps >= 0 (0 = at the end of each epoch)"),
+    "checkpoint_every": (lambda v: v >= 0, "a number of steps >= 0 (0 = only at the end)"),
+    "seed": (lambda v: v >= 0, "a seed >= 0"),
+    "T": (lambda v: v >= 1, "a number of time steps >= 1"),
+    "depth": (lambda v: v >= 1, "a number of blocks >= 1"),
+    "dim": (lambda v: v >= 1, "a width >= 1"),
+    "augment": (lambda v: v >= 0, "augmented copies per sentence >= 0 (0 = off)"),
+    "max_sentences": (lambda v: v >= 1, "a number of sentences >= 1"),
+    "stage1_sentences": (lambda v: v >= 1, "a number of sentences >= 1"),
+    "sentences": (lambda v: v >= 1, "a number of sentences >= 1"),
+}
+
+
+def _option(dest):
+    return "--" + dest.replace("_", "-")
+
+
+def _refuse(dest, value, expected, source):
+    where = f" (set in {source})" if source else ""
+    raise UserError(f"{_option(dest)} {value!r}{where}: expected {expected}")
+
+
+def _length_limit(path):
+    """(tokens, config key) the model in a checkpoint or run directory can take, or None if unknown."""
+    if not path:
+        return None
+    path = os.fspath(path)
+    best = os.path.join(path, "checkpoints", "best")
+    config_path = os.path.join(best if os.path.isdir(best) else path, "config.json")
+    try:
+        with open(config_path, encoding="utf-8") as f:
+            config = json.load(f)
+    except (OSError, ValueError):
+        return None  # the command's own loading gives the precise error
+    config = config.get("model", config) if isinstance(config, dict) else {}
+    for key in ("max_length", "max_position_embeddings"):
+        if isinstance(config.get(key), int) and not isinstance(config.get(key), bool):
+            return config[key], key
+    return None
+
+
+def _check_paths(args):
+    """Directories and files named by options: a file where a directory belongs (and the reverse)
+    and an unwritable output directory are refused before any work."""
+    writes_file = args.command == "report"
+    out = getattr(args, "out", None)
+    if out:
+        if os.path.isdir(out) and writes_file:
+            raise UserError(f"--out {out}: is a directory, expected a file to write the table to")
+        if os.path.exists(out) and not os.path.isdir(out) and not writes_file:
+            raise UserError(f"--out {out}: is a file, expected a directory (or a path to create one at)")
+        parent = os.path.abspath(out if not writes_file else os.path.dirname(os.path.abspath(out)))
+        while not os.path.exists(parent):
+            parent = os.path.dirname(parent)
+        if not os.path.isdir(parent):
+            raise UserError(f"--out {out}: {parent} is a file, expected a directory")
+        if not os.access(parent, os.W_OK | os.X_OK):
+            raise UserError(f"--out {out}: cannot write into {parent} (permission denied or read-only); "
+                            f"expected a writable directory")
+    for dest in ("data_dir", "teacher", "student", "init", "checkpoint"):
+        path = getattr(args, dest, None)
+        if isinstance(path, str) and os.path.isfile(path):
+            what = "a data directory" if dest == "data_dir" else "a checkpoint or run directory"
+            raise UserError(f"{_option(dest) if dest != 'checkpoint' else 'CHECKPOINT'} {path}: is a file, expected {what}")
+    for path in [getattr(args, "file", None), *(getattr(args, "corpus", None) or ())]:
+        if path and not os.path.isfile(path):
+            found = "a directory" if os.path.isdir(path) else "nothing"
+            raise UserError(f"{path}: found {found}, expected a text file (one sentence per line)")
+
+
+def validate(args, defaults=None, config_source=None, config_keys=()):
+    """Refuse out-of-range options, impossible model shapes and unusable paths before work begins.
+
+    ``defaults``: the sub-command's option defaults; a --max-length left at its default is not
+    held against a checkpoint's limit (the command then decides the length)."""
+    for dest, (test, expected) in OPTION_RANGES.items():
+        value = getattr(args, dest, None)
+        if value is None or isinstance(value, bool):
+            continue
+        source = config_source if dest in config_keys else None
+        if isinstance(value, float) and not math.isfinite(value):
+            _refuse(dest, value, f"a finite number: {expected}", source)
+        if not test(value):
+            _refuse(dest, value, expected, source)
+    preset = getattr(args, "preset", None)
+    if preset is not None:
+        from .models.spikebert import PRESETS
+        if preset not in PRESETS:
+            raise UserError(f"--preset {preset!r}: expected one of {', '.join(sorted(PRESETS))}")
+        dim, heads = getattr(args, "dim", None) or PRESETS[preset]["dim"], PRESETS[preset]["heads"]
+        if dim % heads:
+            raise UserError(f"--dim {dim}: expected a multiple of the {heads} attention heads of preset {preset} "
+                            f"(the width is split evenly between the heads)")
+    _check_paths(args)
+    length = getattr(args, "max_length", None)
+    if length is not None and (length != (defaults or {}).get("max_length") or "max_length" in config_keys):
+        models = [getattr(args, d, None) for d in ("checkpoint", "student", "teacher")]
+        if args.command in ("finetune-teacher", "pretrain", "train-direct", "run") and not getattr(args, "teacher", None):
+            from .models.bert import find_default_teacher
+            models.append(find_default_teacher())
+        for path in models:
+            limit = _length_limit(path)
+            if limit and length > limit[0]:
+                raise UserError(f"--max-length {length}: the model in {path} takes at most {limit[0]} tokens "
+                                f"({limit[1]} in its config.json); expected {limit[0]} or less")
 
 
 # ----------------------------------------------------------------------------------------
@@ -180,8 +365,12 @@ def cmd_predict(a):
     from .pipeline import predict
     texts = list(a.texts)
     if a.file:
-        with open(a.file, encoding="utf-8") as f:
-            texts += [line.strip() for line in f if line.strip()]
+        try:
+            with open(a.file, encoding="utf-8") as f:
+                texts += [line.strip() for line in f if line.strip()]
+        except UnicodeDecodeError as e:
+            raise UserError(f"--file {a.file}: undecodable bytes at byte {e.start}, expected UTF-8 text, "
+                            f"one sentence a line") from None
     if not texts:
         raise UserError("give sentences as arguments or --file FILE (one per line)")
     label_names = None
@@ -235,8 +424,8 @@ def cmd_report(a):
         raise UserError(str(e)) from None
     print(table)
     if a.out:
-        with open(a.out, "w", encoding="utf-8") as f:
-            f.write(table + "\n")
+        from .io.safetensors import atomic_write
+        atomic_write(a.out, lambda f: f.write((table + "\n").encode("utf-8")))  # a full disk leaves no half table
     return 0
 
 
@@ -260,9 +449,14 @@ def story(summary) -> str:
     t = summary.get("teacher", {})
     s2 = summary.get("stage2", {})
     task = summary.get("task")
+    stand_in = summary.get("pretrained_teacher") is False  # the demo without the MiniLM package
     if t:
-        lines.append(f"The BERT teacher was fine-tuned on {task}: test accuracy {t['test_accuracy']:.1%} "
-                     f"(dev {t['dev_accuracy']:.1%}, {t['wall_seconds']:.0f} s).")
+        who = "The stand-in teacher (a small BERT trained from scratch here)" if stand_in else "The BERT teacher"
+        confidence = t.get("train_confidence")
+        lines.append(f"{who} was fine-tuned on {task}: test accuracy {t['test_accuracy']:.1%} "
+                     f"(dev {t['dev_accuracy']:.1%}, {t['wall_seconds']:.0f} s)"
+                     + (f"; on its training sentences its mean top probability is {confidence:.2f} "
+                        f"(1/{t['num_labels']} = chance): that is what the student distils." if confidence else "."))
     pca = (summary.get("stage1") or s2).get("pca_variance_explained")
     if pca is not None:
         lines.append(f"The student's word embedding started as the teacher's, compressed by PCA to the student's "
@@ -279,7 +473,11 @@ def story(summary) -> str:
     if d:
         lines.append(f"Trained on labels alone, the same student reaches {d['test_accuracy']:.1%}.")
     e = summary.get("energy")
-    if e and "ratio" in e:
+    if e and "ratio" in e and stand_in:
+        lines.append(f"Energy per sentence at 45 nm: student {e['student_mj']:.4f} mJ, stand-in teacher "
+                     f"{e['teacher_mj']:.4f} mJ. The stand-in is far smaller than BERT, so this ratio says "
+                     f"nothing about SpikeBERT against BERT (docs/results.md has that, with MiniLM).")
+    elif e and "ratio" in e:
         lines.append(f"Energy per sentence at 45 nm: student {e['student_mj']:.4f} mJ, teacher "
                      f"{e['teacher_mj']:.4f} mJ: the student needs {e['ratio']:.1%} of the teacher's energy.")
     if "wall_seconds" in summary:
@@ -291,9 +489,10 @@ def story(summary) -> str:
 # The parser
 # ----------------------------------------------------------------------------------------
 def build_parser():
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="minispike", description="SpikeBERT from scratch: a spiking Transformer distilled from BERT.")
     parser.add_argument("--version", action="version", version=f"minispike {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of an error (for bug reports)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     p = sub.add_parser("demo", help="the whole pipeline on the built-in data, in a few minutes")
@@ -416,61 +615,91 @@ def build_parser():
     p = sub.add_parser("gradcheck-demo", help="check a small network's gradients by finite differences")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_gradcheck_demo)
+    for p in sub.choices.values():  # --debug after the command name too
+        p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                       help="show the full traceback of an error (for bug reports)")
     return parser
 
 
+def _expected_type(action):
+    """(test, description) of a JSON value that can stand for ``action`` in a --config file."""
+    if isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction)):
+        return (lambda v: isinstance(v, bool)), "true or false"
+    kind = action.type or str
+    number = {int: (int,), float: (int, float)}.get(kind)
+    one = ((lambda v: isinstance(v, number) and not isinstance(v, bool)) if number else (lambda v: isinstance(v, str)))
+    name = {int: "an integer", float: "a number"}.get(kind, "a string")
+    if action.choices:
+        one, name = (lambda v, base=one: base(v) and v in action.choices), f"one of {', '.join(map(str, action.choices))}"
+    if action.nargs in ("*", "+"):
+        return (lambda v: isinstance(v, list) and all(one(x) for x in v)), f"a list of {name.split(' ', 1)[-1]}s"
+    return one, name
+
+
 def _apply_config_file(parser, argv):
-    """``--config file.json`` sets defaults of the chosen sub-command; flags still win."""
+    """``--config file.json`` sets defaults of the chosen sub-command; flags still win. Returns
+    (args, the file's path or None, the keys it set). Unknown keys and values of the wrong type
+    are refused, naming the key."""
     args = parser.parse_args(argv)
     path = getattr(args, "config", None)
     if not path:
-        return args
+        return args, None, ()
     try:
         with open(path, encoding="utf-8") as f:
             values = json.load(f)
     except FileNotFoundError:
         raise UserError(f"config file {path} not found") from None
+    except IsADirectoryError:
+        raise UserError(f"config file {path}: is a directory, expected a JSON file") from None
     except json.JSONDecodeError as e:
         raise UserError(f"{path}:{e.lineno}: not valid JSON ({e.msg})") from None
+    except UnicodeDecodeError as e:
+        raise UserError(f"{path}: undecodable bytes at byte {e.start}, expected UTF-8 JSON") from None
     if not isinstance(values, dict):
         raise UserError(f"{path}: must hold a JSON object of option values")
-    unknown = sorted(k for k in values if not hasattr(args, k.replace("-", "_")))
-    if unknown:
-        raise UserError(f"{path}: unknown option(s) for {args.command}: {', '.join(unknown)}")
     sub = parser._subparsers._group_actions[0].choices[args.command]
+    options = {a.dest: a for a in sub._actions if a.option_strings and a.dest not in ("help", "config", "debug")}
+    unknown = sorted(k for k in values if k.replace("-", "_") not in options)
+    if unknown:
+        raise UserError(f"{path}: unknown option(s) for {args.command}: {', '.join(unknown)} "
+                        f"(known: {', '.join(sorted(options))})")
+    for key, value in values.items():
+        action = options[key.replace("-", "_")]
+        test, expected = _expected_type(action)
+        if not (test(value) or (value is None and action.default is None)):
+            raise UserError(f"{path}: key {key!r} is {json.dumps(value)} ({type(value).__name__}); expected "
+                            f"{expected}, as {action.option_strings[0]} takes")
     sub.set_defaults(**{k.replace("-", "_"): v for k, v in values.items()})
-    return parser.parse_args(argv)
+    return parser.parse_args(argv), path, {k.replace("-", "_") for k in values}
 
 
 def main(argv=None):
+    """Run one command; every expected failure ends as one line on stderr and exit status 2."""
+    argv = sys.argv[1:] if argv is None else [os.fspath(a) for a in argv]
     parser = build_parser()
+    debug = "--debug" in argv
+    command = "minispike"
     try:
-        args = _apply_config_file(parser, argv)
-    except UserError as e:
-        print(f"minispike: error: {e}", file=sys.stderr)
-        return 2
-    if not getattr(args, "func", None):
-        parser.print_help()
-        return 0
-    from .pipeline import PipelineError
-    from .text.tasks import DataError
-    try:
+        args, config_path, config_keys = _apply_config_file(parser, argv)
+        if not getattr(args, "func", None):
+            parser.print_help()
+            return 0
+        command = f"minispike {args.command}"
+        sub = parser._subparsers._group_actions[0].choices[args.command]
+        validate(args, {a.dest: a.default for a in sub._actions}, config_path, config_keys)
         if getattr(args, "backend", "numpy") != "numpy":
             from . import backend
             backend.use(args.backend)
-        return args.func(args)
-    except (UserError, PipelineError, DataError, FileNotFoundError) as e:
-        print(f"minispike {args.command}: error: {e}", file=sys.stderr)
-        return 2
+        with _warnings_as_lines():
+            return args.func(args)
     except KeyboardInterrupt:
-        print(f"minispike {args.command}: interrupted; continue with --resume", file=sys.stderr)
+        print(f"{command}: interrupted; continue with --resume", file=sys.stderr)
         return 130
-    except Exception as e:  # loading errors of checkpoints and safetensors files are user errors too
-        if type(e).__name__ in ("SafetensorsError", "BertLoadError", "CheckpointError", "StateDictError",
-                                "TrainingDiverged"):
-            print(f"minispike {args.command}: error: {e}", file=sys.stderr)
-            return 2
-        raise
+    except Exception as e:
+        if debug or not isinstance(e, expected_errors()):
+            raise  # a bug in minispike (or --debug): the traceback is the report
+        print(f"{command}: error: {one_line(e)}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

