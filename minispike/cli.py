@@ -12,6 +12,7 @@
     python -m minispike plot       RUN_DIR
     python -m minispike compare    RUN_DIR RUN_DIR ... --out DIR   dev curves of several runs
     python -m minispike notebooks  --out DIR     every numbered example as a Jupyter notebook
+    python -m minispike check      ex07          grade an exercise (exercises/ex07_*.py); --all, --reference
 
 Every option can also come from a JSON file (``--config run.json``: keys are option names
 with underscores); flags given on the command line win over the file.
@@ -436,6 +437,14 @@ def cmd_notebooks(a):
     return 0
 
 
+def cmd_check(a):
+    from .autograder import UnknownExercise, run_check
+    try:
+        return run_check(a.exercise, directory=a.dir, every=a.all, reference=a.reference)
+    except UnknownExercise as e:
+        raise UserError(str(e)) from None
+
+
 def cmd_plot(a):
     from .pipeline import plot_run
     for path in plot_run(a.run_dir, a.out or a.run_dir, task=a.task, data_dir=a.data_dir):
@@ -611,6 +620,15 @@ def build_parser():
     p.add_argument("--out", required=True, help="folder to write the notebooks into")
     p.add_argument("--examples", default=None, help="the examples folder (default: the checkout's examples/)")
     p.set_defaults(func=cmd_notebooks)
+
+    p = sub.add_parser("check", help="grade an exercise: your functions against minispike's own ops")
+    p.add_argument("exercise", nargs="?", default=None,
+                   help="an exercise (ex07, ex07_lif_bptt) or the path of your file (its name starts with ex07)")
+    p.add_argument("--all", action="store_true", help="grade every exercise file in --dir")
+    p.add_argument("--reference", action="store_true",
+                   help="grade the library's own implementations instead (they all pass)")
+    p.add_argument("--dir", default="exercises", help="where the exercise files are (default ./exercises)")
+    p.set_defaults(func=cmd_check)
 
     p = sub.add_parser("gradcheck-demo", help="check a small network's gradients by finite differences")
     p.add_argument("--seed", type=int, default=0)
