@@ -1,11 +1,16 @@
 """The one place that knows about array libraries.
 
 minispike computes on an *array module* ``xp``: NumPy on a CPU, CuPy on a GPU, or
-``strict``, a NumPy wrapper for tests whose arrays behave like CuPy's: they refuse to be
-turned silently into host NumPy arrays (``np.asarray(a)`` raises), refuse to be mixed with
-host arrays in arithmetic, and refuse ``numpy.<function>(a)`` calls. Code above this floor
-takes ``xp = get_array_module(x)`` from the arrays it is handed and never imports NumPy
-for data, so a CuPy run never falls back to the host by accident.
+``strict``, a NumPy wrapper for tests whose arrays refuse what CuPy's refuse, case by case
+(docs/backends.md has the table, taken from CuPy's source): ``np.asarray(a)`` raises; a
+kernel (an operator, a ufunc, ``xp.where``) takes device arrays, Python scalars and NumPy
+scalars, never a host array (not even a 0-d one) or a Python list; ``xp.<f>`` refuses host
+arrays except in the explicit moves ``xp.asarray`` / ``xp.array``; ``np.exp(a)`` and
+``np.sum(a)`` work and stay on the device (CuPy's ``__array_ufunc__`` / ``__array_function__``).
+It also counts the implicit device-to-host synchronisations (``float(a)``, ``a.item()``,
+``bool(a)``, ...) that CuPy allows but that stall a GPU: ``with count_syncs() as c: ...``.
+Code above this floor takes ``xp = get_array_module(x)`` from the arrays it is handed and
+never imports NumPy for data, so a CuPy run never falls back to the host by accident.
 
 Also here: the default floating dtype (float32; float64 for gradient checks), device moves
 (``to_device``, ``to_numpy``) and one seeded random generator that draws on the host and
@@ -13,8 +18,10 @@ moves the numbers, so NumPy and CuPy runs see the same numbers for the same seed
 """
 from __future__ import annotations
 
+import collections
 import contextlib
 import functools
+import sys
 import threading
 import types
 
@@ -23,7 +30,7 @@ import numpy as np
 __all__ = [
     "use", "current", "ensure_array", "get_array_module", "to_device", "to_numpy", "asarray",
     "default_dtype", "set_default_dtype", "dtype_scope", "seed", "get_rng",
-    "randn", "rand", "erf", "scatter_add", "STRICT", "StrictArray",
+    "randn", "rand", "erf", "scatter_add", "STRICT", "StrictArray", "HostConversionError", "count_syncs",
 ]
 
 _state = threading.local()
@@ -37,14 +44,127 @@ def _get(name, default):
 # The strict test backend
 # ----------------------------------------------------------------------------------------
 class HostConversionError(TypeError):
-    """Raised when a strict (device-like) array is silently turned into a host array."""
+    """Raised where CuPy would refuse: a device array mixed with, or silently turned into, host data."""
+
+
+_PY_SCALARS = (bool, int, float, complex)
+_COMPARISONS = {"less", "less_equal", "equal", "not_equal", "greater", "greater_equal"}
+# NumPy functions that CuPy runs as elementwise kernels although NumPy has no ufunc for them
+_KERNEL_FUNCTIONS = {"where", "clip"}
+# functions whose first argument is a sequence of arrays (CuPy: every item a device array)
+_SEQUENCE_FUNCTIONS = {"concatenate", "stack", "vstack", "hstack", "dstack", "column_stack"}
+
+
+def _is_scalar(x):
+    """What a CuPy kernel accepts besides device arrays: Python and NumPy scalars."""
+    return isinstance(x, _PY_SCALARS) or isinstance(x, np.generic)
+
+
+def _check_operands(values, what, comparison=False):
+    """A kernel's operands: strict arrays, Python scalars, NumPy scalars (CuPy's CScalar).
+
+    A comparison also takes a 0-d host array (CuPy turns it into ``.item()``).
+    """
+    for x in values:
+        if isinstance(x, StrictArray) or _is_scalar(x):
+            continue
+        if comparison and isinstance(x, np.ndarray) and x.ndim == 0:
+            continue
+        if isinstance(x, np.ndarray):
+            raise HostConversionError(
+                f"{what} mixes a strict (device) array with a host NumPy array of shape {x.shape}: "
+                "move it with xp.asarray first")
+        if isinstance(x, (list, tuple)):
+            raise HostConversionError(
+                f"{what} got a Python {type(x).__name__} as an operand: a device kernel takes arrays "
+                "and scalars only; make it an array with xp.asarray")
+        raise HostConversionError(f"{what} got an operand of unsupported type {type(x).__name__}")
+
+
+def _refuse_host(args, name):
+    """A non-kernel xp function: no host NumPy array anywhere in its arguments."""
+    for a in args:
+        if isinstance(a, np.ndarray):
+            raise HostConversionError(f"xp.{name} got a host NumPy array: move it with xp.asarray first")
+        if isinstance(a, (list, tuple)):
+            _refuse_host(a, name)
+        elif isinstance(a, dict):
+            _refuse_host(tuple(a.values()), name)
+
+
+def _is_advanced(idx):
+    """CuPy turns list, array and bool indices into device arrays (a host copy it allows)."""
+    parts = idx if isinstance(idx, tuple) else (idx,)
+    return any(isinstance(s, (list, tuple, np.ndarray, StrictArray, bool, np.bool_)) for s in parts)
+
+
+def _check_scatter(target, idx, value, what, kernel):
+    """``a[idx] = v`` (kernel=False) or ``xp.add.at(a, idx, v)`` (kernel=True), as CuPy checks them.
+
+    The target must be a device array. With an advanced index CuPy copies any host value to
+    the device; with a basic one, assignment takes only scalars and 0-d arrays (``fill``) and
+    ``add.at`` runs a kernel (``_check_operands``).
+    """
+    if not isinstance(target, StrictArray):
+        raise HostConversionError(f"{what}: the target is a {type(target).__name__}, not a strict (device) array")
+    if _is_advanced(idx) or value is None:
+        return
+    if kernel:
+        _check_operands((value,), what)
+    elif isinstance(value, (np.ndarray, list, tuple)) and np.ndim(value) > 0:
+        raise HostConversionError(
+            f"{what}: a basic index takes a device array or a scalar, not a host {type(value).__name__} "
+            "(CuPy: 'non-scalar numpy.ndarray cannot be used for fill')")
+
+
+# -- implicit synchronisations ---------------------------------------------------------------
+class SyncCounter:
+    """The implicit device-to-host synchronisations seen inside ``with count_syncs() as c:``.
+
+    ``c.count``: how many; ``c.sites``: a Counter of ``"file:line (kind)"`` outside this module,
+    to find them. The explicit copies (``to_numpy(a)``, ``a.get()``) are not counted.
+    """
+
+    def __init__(self):
+        self.count = 0
+        self.sites = collections.Counter()
+
+    def __repr__(self):
+        return f"SyncCounter({self.count}: {dict(self.sites)})"
+
+
+_counters: list = []  # active counters (all threads: a thread pool's syncs count too)
+
+
+def _synced(kind):
+    if not _counters:
+        return
+    frame = sys._getframe(1)
+    while frame is not None and frame.f_code.co_filename == __file__:
+        frame = frame.f_back
+    site = f"{frame.f_code.co_filename}:{frame.f_lineno} ({kind})" if frame is not None else kind
+    for c in list(_counters):
+        c.count += 1
+        c.sites[site] += 1
+
+
+@contextlib.contextmanager
+def count_syncs():
+    """Count ``float(a)``, ``int(a)``, ``bool(a)``, ``a.item()``, ... on strict arrays (each one
+    a GPU stall under CuPy): ``with count_syncs() as c: step(); print(c.count, c.sites)``."""
+    counter = SyncCounter()
+    _counters.append(counter)
+    try:
+        yield counter
+    finally:
+        _counters.remove(counter)
 
 
 class StrictArray:
-    """A NumPy array that behaves like a device array (CuPy-like strictness).
+    """A NumPy array that behaves like a CuPy array (see the module docstring).
 
-    ``np.asarray(a)``, ``np.exp(a)``, ``a + host_ndarray`` raise; operators between strict
-    arrays and Python scalars work; ``a.get()`` / ``to_numpy(a)`` is the explicit move.
+    ``a.get()`` / ``to_numpy(a)`` is the explicit move to the host; ``float(a)``, ``a.item()``
+    work (and count as synchronisations); ``np.asarray(a)`` and ``a + host_array`` raise.
     """
 
     __slots__ = ("_a",)
@@ -53,27 +173,42 @@ class StrictArray:
     def __init__(self, a):
         self._a = a
 
-    # -- explicit conversions (allowed) ---------------------------------------------------
+    # -- explicit conversion (allowed, not counted) -----------------------------------------
     def get(self):
         return self._a.copy()
 
-    def item(self):
-        return self._a.item()
+    # -- implicit synchronisations (allowed, counted) ---------------------------------------
+    def item(self, *args):
+        _synced("item")
+        return self._a.item(*args)
 
     def tolist(self):
+        _synced("tolist")
         return self._a.tolist()
 
     def __float__(self):
+        _synced("float")
         return float(self._a)
 
     def __int__(self):
+        _synced("int")
         return int(self._a)
 
+    def __complex__(self):
+        _synced("complex")
+        return complex(self._a)
+
     def __bool__(self):
+        _synced("bool")
         return bool(self._a)
 
     def __index__(self):
+        _synced("index")
         return self._a.__index__()
+
+    def __format__(self, spec):
+        _synced("format")
+        return format(self._a, spec)
 
     def __len__(self):
         return len(self._a)
@@ -82,19 +217,39 @@ class StrictArray:
         for i in range(len(self._a)):
             yield self[i]
 
-    # -- implicit conversions (refused, as CuPy refuses them) -----------------------------
+    # -- implicit conversion (refused, as CuPy refuses it) -----------------------------------
     def __array__(self, *args, **kwargs):
         raise HostConversionError(
             "implicit conversion of a strict (device) array to a host NumPy array; "
             "use xp functions, or backend.to_numpy(x) when you really mean to copy to the host")
 
     def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
-        if any(isinstance(x, np.ndarray) and x.ndim > 0 for x in inputs):
-            raise HostConversionError(f"ufunc {ufunc.__name__} mixes a strict (device) array with a host array")
+        """``np.exp(a)``, ``np.add(a, 1)``: CuPy runs its own ufunc of that name on the device."""
+        outs = kwargs.get("out", ())
+        for x in inputs + tuple(outs):
+            if not (isinstance(x, (StrictArray, np.ndarray)) or _is_scalar(x)):
+                return NotImplemented  # NumPy then raises TypeError, as it does for CuPy
+        if outs:
+            if any(not isinstance(o, StrictArray) for o in outs):
+                raise HostConversionError(f"ufunc {ufunc.__name__}: out= must be strict (device) arrays")
+        if method == "at":
+            return getattr(STRICT, ufunc.__name__).at(*inputs)
+        _check_operands(inputs, f"ufunc {ufunc.__name__}", comparison=ufunc.__name__ in _COMPARISONS)
+        inputs = tuple(x.item() if isinstance(x, np.ndarray) else x for x in inputs)  # 0-d, comparisons only
         return _wrap(getattr(ufunc, method)(*_unwrap(inputs), **_unwrap(kwargs)))
 
     def __array_function__(self, func, types_, args, kwargs):
-        raise HostConversionError(f"numpy.{func.__name__} called on a strict array: call it on xp instead")
+        """``np.sum(a)``, ``np.concatenate([a, b])``: CuPy dispatches to ``cupy.<name>``."""
+        if any(not issubclass(t, (StrictArray, np.ndarray)) for t in types_):
+            return NotImplemented
+        module = STRICT
+        try:
+            for part in func.__module__.split(".")[1:]:
+                module = getattr(module, part)
+            twin = getattr(module, func.__name__)
+        except AttributeError:
+            return NotImplemented
+        return twin(*args, **kwargs)
 
     # -- attributes -----------------------------------------------------------------------
     shape = property(lambda self: self._a.shape)
@@ -110,12 +265,11 @@ class StrictArray:
     def __repr__(self):
         return "strict." + repr(self._a)
 
-    def __getitem__(self, idx):
+    def __getitem__(self, idx):  # host indices are fine: CuPy copies them to the device
         return _wrap(self._a[_unwrap(idx)])
 
     def __setitem__(self, idx, value):
-        if isinstance(value, np.ndarray) and value.ndim > 0:
-            raise HostConversionError("assigning a host array into a strict (device) array")
+        _check_scatter(self, idx, value, "a[index] = value", kernel=False)
         self._a[_unwrap(idx)] = _unwrap(value)
 
     def __getattr__(self, name):  # methods: reshape, sum, astype, copy, max, ...
@@ -125,6 +279,9 @@ class StrictArray:
         if callable(attr):
             @functools.wraps(attr)
             def method(*args, **kwargs):
+                if name != "fill":  # fill takes a 0-d host array, as CuPy's does
+                    _refuse_host(args, f"ndarray.{name}")
+                    _refuse_host(tuple(kwargs.values()), f"ndarray.{name}")
                 return _wrap(attr(*_unwrap(args), **_unwrap(kwargs)))
             return method
         return _wrap(attr)
@@ -133,10 +290,27 @@ class StrictArray:
         return (StrictArray, (self._a,))
 
 
+def _should_use_rop(other):
+    """CuPy's rule: defer to ``other``'s reflected operator when it opts out of ufuncs or
+    outranks us by ``__array_priority__`` (a Tensor does: ``strict_array * Tensor``)."""
+    ufunc = getattr(other, "__array_ufunc__", _MISSING)
+    if ufunc is not _MISSING:
+        return ufunc is None
+    return getattr(other, "__array_priority__", 0) > StrictArray.__array_priority__
+
+
+_MISSING = object()
+
+
 def _binary(name):
+    comparison = name in ("__lt__", "__le__", "__gt__", "__ge__", "__eq__", "__ne__")
+
     def op(self, other):
-        if isinstance(other, np.ndarray) and other.ndim > 0:
-            raise HostConversionError(f"operator {name} mixes a strict (device) array with a host array")
+        if not isinstance(other, StrictArray) and _should_use_rop(other):
+            return NotImplemented
+        _check_operands((other,), f"operator {name}", comparison=comparison)
+        if isinstance(other, np.ndarray):  # a 0-d host array in a comparison
+            other = other.item()
         return _wrap(getattr(self._a, name)(_unwrap(other)))
     op.__name__ = name
     return op
@@ -173,6 +347,8 @@ def _unwrap(x):
 def _wrap(x):
     if isinstance(x, (np.ndarray, np.generic)):
         return StrictArray(np.asarray(x))
+    if isinstance(x, (np.random.Generator, np.random.RandomState)):
+        return _StrictGenerator(x)
     if isinstance(x, tuple):
         return tuple(_wrap(v) for v in x)
     if isinstance(x, list):
@@ -180,47 +356,73 @@ def _wrap(x):
     return x
 
 
+class _StrictGenerator:
+    """``xp.random.default_rng(s)``: draws land on the device, as ``cupy.random``'s do."""
+
+    def __init__(self, gen):
+        self._gen = gen
+
+    def __getattr__(self, name):
+        attr = getattr(self._gen, name)
+        if not callable(attr):
+            return attr
+
+        def method(*args, **kwargs):
+            _refuse_host(args, f"random.{name}")
+            return _wrap(attr(*_unwrap(args), **_unwrap(kwargs)))
+        return method
+
+
 class _StrictModule(types.ModuleType):
     """``xp`` for the strict backend: every numpy name, taking and giving StrictArrays.
 
-    Host NumPy arrays passed to its functions are refused, except by ``asarray`` / ``array``,
-    which are the explicit host-to-device move (as ``cupy.asarray`` is).
+    Kernels (ufuncs, ``where``, ``clip``) take strict arrays and scalars only; other functions
+    refuse host arrays; ``asarray`` / ``array`` are the explicit host-to-device move (as
+    ``cupy.asarray`` is).
     """
 
-    _moves = {"asarray", "array", "ascontiguousarray"}
+    _moves = {"asarray", "array"}
 
     def __init__(self, name, source):
         super().__init__(name)
         self._source = source
 
     def __getattr__(self, name):
+        if name == "ndarray":  # isinstance(a, xp.ndarray), as with cupy.ndarray
+            return StrictArray
         attr = getattr(self._source, name)
         if isinstance(attr, types.ModuleType):
             sub = _StrictModule(f"{self.__name__}.{name}", attr)
             setattr(self, name, sub)
             return sub
+        if isinstance(attr, type) and issubclass(attr, (np.random.Generator, np.random.RandomState)):
+            return lambda *a, **k: _StrictGenerator(attr(*_unwrap(a), **_unwrap(k)))
         if not callable(attr) or isinstance(attr, type):
             return attr  # dtypes (xp.float32), constants (xp.pi, xp.inf), classes
-        moves = name in self._moves
+        kernel = isinstance(attr, np.ufunc) or name in _KERNEL_FUNCTIONS
 
         @functools.wraps(attr)
         def fn(*args, **kwargs):
-            if not moves:
+            if kernel:
+                _check_operands(args, f"xp.{name}", comparison=name in _COMPARISONS)
+                out = kwargs.get("out")
+                if out is not None and not all(isinstance(o, StrictArray) for o in
+                                               (out if isinstance(out, tuple) else (out,))):
+                    raise HostConversionError(f"xp.{name}: out= must be a strict (device) array")
+                args = tuple(x.item() if isinstance(x, np.ndarray) else x for x in args)
+            elif name not in self._moves:
+                if name in _SEQUENCE_FUNCTIONS and args and isinstance(args[0], (list, tuple)):
+                    _check_operands(args[0], f"xp.{name}")
                 _refuse_host(args, name)
                 _refuse_host(tuple(kwargs.values()), name)
             return _wrap(attr(*_unwrap(args), **_unwrap(kwargs)))
         if isinstance(attr, np.ufunc):  # keep ufunc methods such as xp.add.at
-            fn.at = lambda a, idx, b: attr.at(_unwrap(a), _unwrap(idx), _unwrap(b))
+            def at(a, idx, b=None):
+                _check_scatter(a, idx, b, f"xp.{name}.at", kernel=True)
+                attr.at(_unwrap(a), _unwrap(idx), _unwrap(b))
+            fn.at = at
         setattr(self, name, fn)
         return fn
-
-
-def _refuse_host(args, name):
-    for a in args:
-        if isinstance(a, np.ndarray) and a.ndim > 0:
-            raise HostConversionError(f"xp.{name} got a host NumPy array: move it with xp.asarray first")
-        if isinstance(a, (list, tuple)):
-            _refuse_host(a, name)
 
 
 STRICT = _StrictModule("minispike.strict", np)
@@ -266,8 +468,10 @@ def get_array_module(*arrays):
 
 
 def ensure_array(x):
-    """NumPy reductions return scalars (np.float64); make them 0-d arrays like CuPy's."""
-    return np.asarray(x) if isinstance(x, np.generic) else x
+    """A NumPy scalar (np.float64, what a host reduction returns) is a scalar: it becomes a
+    0-d array on the current backend, as a Python number does (CuPy's reductions give 0-d
+    device arrays already)."""
+    return current().asarray(x) if isinstance(x, np.generic) else x
 
 
 def asarray(x, dtype=None, xp=None):
@@ -390,8 +594,10 @@ def erf(x):
 def scatter_add(target, index, values):
     """``target[index] += values`` with repeated indices summed (in place)."""
     xp = get_array_module(target)
-    if xp is np or xp is STRICT:
-        np.add.at(_unwrap(target), _unwrap(index), _unwrap(values))
+    if xp is STRICT:
+        STRICT.add.at(target, index, values)
+    elif xp is np:
+        np.add.at(target, index, values)
     else:  # pragma: no cover - GPU only
         import cupyx
         cupyx.scatter_add(target, index, values)

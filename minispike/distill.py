@@ -100,7 +100,7 @@ def teacher_targets(teacher, input_ids, attention_mask, with_logits: bool):
 
 
 def distill_loss(student_out, targets: TeacherTargets, mask, w: LossWeights, labels=None, has_label=None):
-    """The weighted sum of the stage's losses; returns (loss, metrics of each term)."""
+    """The weighted sum of the stage's losses; returns (loss, each term as a 0-d device array)."""
     xp = backend.get_array_module(mask)
     fmask = mask.astype(student_out.logits.dtype)
     parts = {}
@@ -108,7 +108,7 @@ def distill_loss(student_out, targets: TeacherTargets, mask, w: LossWeights, lab
 
     def add(name, weight, term):
         nonlocal total
-        parts[name] = float(term.item())
+        parts[name] = term.data  # a 0-d device array: float() it when logging (one sync each)
         weighted = term * weight
         total = weighted if total is None else total + weighted
 

@@ -114,14 +114,25 @@ def cosine_schedule(step, total_steps, base_lr, warmup_steps=0, min_ratio=0.0):
 
 
 def clip_grad_norm(params, max_norm):
-    """Scale all gradients together so their global L2 norm is at most ``max_norm``; return the norm."""
+    """Scale all gradients together so their global L2 norm is at most ``max_norm``.
+
+    Returns the norm before clipping as a 0-d float64 array on the gradients' device (or 0.0
+    without gradients): computed and applied there, with no device-to-host synchronisation
+    (``float()`` it only to log it). The squares are summed in float64, one dot per parameter.
+    """
     grads = [p.grad for p in params if p.grad is not None]
     if not grads:
         return 0.0
-    total = math.sqrt(sum(float(g.reshape(-1) @ g.reshape(-1)) for g in grads))  # a BLAS dot each
-    if total > max_norm:
-        scale = max_norm / (total + 1e-6)
-        for p in params:
-            if p.grad is not None:
-                p.grad = p.grad * scale
+    xp = backend.get_array_module(grads[0])
+    sq = None
+    for g in grads:
+        dot = (g.reshape(-1) @ g.reshape(-1)).astype(xp.float64)  # a BLAS dot each
+        sq = dot if sq is None else sq + dot
+    total = xp.sqrt(sq)
+    scale = xp.where(total > max_norm, max_norm / (total + 1e-6), 1.0)  # 1.0: unchanged, exactly
+    scales = {}  # the scale in each gradient dtype, cast once
+    for p in params:
+        if p.grad is not None:
+            s = scales.setdefault(p.grad.dtype, scale.astype(p.grad.dtype))
+            p.grad = p.grad * s
     return total

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import minispike
-from minispike import backend, ops
+from minispike import backend, ops, optim
 from minispike.backend import HostConversionError
 from minispike.tensor import Tensor
 
@@ -17,19 +17,94 @@ HOST_SIDE = {"backend.py", "cli.py", "pipeline.py"}
 HOST_DIRS = {"io", "text"}
 
 
-def test_strict_refuses_silent_host_conversion(strict):
-    a = strict.asarray(np.arange(6.0).reshape(2, 3))  # explicit move: allowed
-    with pytest.raises(HostConversionError):
-        np.asarray(a)
-    with pytest.raises(HostConversionError):
-        a + np.ones((2, 3))
-    with pytest.raises(HostConversionError):
-        np.concatenate([a, a])
-    with pytest.raises(HostConversionError):
-        strict.concatenate([a, np.ones((2, 3))])
-    assert float((a * 2 + 1).sum()) == 36.0
-    assert backend.get_array_module(a) is strict
+# -- the strict backend refuses exactly what CuPy refuses (cupy/_core/core.pyx, _kernel.pyx,
+#    _scalar.pyx, _routines_indexing.pyx), one case per line: (what, code, CuPy's answer)
+def _host_cases(xp):
+    a = xp.asarray(np.arange(6.0).reshape(2, 3))  # the explicit host -> device move
+    host = np.ones((2, 3))
+    return a, [
+        # refused: TypeError in CuPy
+        ("np.asarray(device)", lambda: np.asarray(a), "raises"),
+        ("np.array(device)", lambda: np.array(a), "raises"),
+        ("device + host array", lambda: a + host, "raises"),
+        ("host array + device", lambda: host + a, "raises"),
+        ("device + 0-d host array", lambda: a + np.array(2.0), "raises"),
+        ("xp.add(device, 0-d host array)", lambda: xp.add(a, np.array(2.0)), "raises"),
+        ("device + Python list", lambda: a + [1.0, 2.0, 3.0], "raises"),
+        ("Python list * device", lambda: [1.0, 2.0, 3.0] * a, "raises"),
+        ("device == Python list", lambda: a == [0.0, 1.0, 2.0], "raises"),
+        ("xp.maximum(device, list)", lambda: xp.maximum(a, [1.0, 2.0, 3.0]), "raises"),
+        ("xp.where(cond, device, list)", lambda: xp.where(a > 1, a, [0.0, 0.0, 0.0]), "raises"),
+        ("xp.exp(host array)", lambda: xp.exp(host), "raises"),
+        ("xp.concatenate([device, host])", lambda: xp.concatenate([a, host]), "raises"),
+        ("np.concatenate([device, host])", lambda: np.concatenate([a, host]), "raises"),
+        ("xp.concatenate([device, list])", lambda: xp.concatenate([a, [[1.0, 2.0, 3.0]]]), "raises"),
+        ("xp.ascontiguousarray(host)", lambda: xp.ascontiguousarray(host), "raises"),
+        ("xp.add.at(host, idx, device)", lambda: xp.add.at(host, np.array([0]), a[0]), "raises"),
+        ("xp.add.at(device, slice, host)", lambda: xp.add.at(a, slice(0, 2), host), "raises"),
+        ("backend.scatter_add(device, idx, host)", lambda: backend.scatter_add(host, np.array([0]), a[0]), "raises"),
+        ("device[basic] = host array", lambda: a.__setitem__(slice(None), host), "raises"),
+        ("device[basic] = Python list", lambda: a.__setitem__(0, [1.0, 2.0, 3.0]), "raises"),
+        ("ufunc(out=host)", lambda: np.exp(a, out=host), "raises"),
+        ("device.dot(host)", lambda: a.dot(host.T), "raises"),
+        # accepted: CuPy takes these
+        ("device + Python scalar", lambda: a + 2.0, "works"),
+        ("device + NumPy scalar", lambda: a + np.float64(2.0), "works"),
+        ("NumPy scalar * device", lambda: np.float32(2.0) * a, "works"),
+        ("device < 0-d host array (comparisons only)", lambda: a < np.array(2.0), "works"),
+        ("np.exp(device) (__array_ufunc__)", lambda: np.exp(a), "works"),
+        ("np.add(device, 1)", lambda: np.add(a, 1), "works"),
+        ("np.sum(device) (__array_function__)", lambda: np.sum(a), "works"),
+        ("np.concatenate([device, device])", lambda: np.concatenate([a, a]), "works"),
+        ("np.where(device > 1, device, 0)", lambda: np.where(a > 1, a, 0.0), "works"),
+        ("xp.asarray(host) (the explicit move)", lambda: xp.asarray(host), "works"),
+        ("xp.asarray(list)", lambda: xp.asarray([1.0, 2.0]), "works"),
+        ("device[host index]", lambda: a[np.array([1, 0])], "works"),
+        ("device[advanced] = host (CuPy copies it)", lambda: a.__setitem__(np.array([0]), host[:1]), "works"),
+        ("device[basic] = 0-d host (fill)", lambda: a.__setitem__(slice(None), np.array(3.0)), "works"),
+        ("xp.add.at(device, host idx, device)", lambda: xp.add.at(a, np.array([0, 0]), a[0]), "works"),
+        ("xp.random.default_rng(0).random(3)", lambda: xp.random.default_rng(0).random(3), "works"),
+    ]
+
+
+@pytest.mark.parametrize("case", range(len(_host_cases(np)[1])), ids=[c[0] for c in _host_cases(np)[1]])
+def test_strict_refuses_exactly_what_cupy_refuses(case, strict):
+    a, cases = _host_cases(strict)
+    what, code, expected = cases[case]
+    if expected == "raises":
+        with pytest.raises(HostConversionError):
+            code()
+    else:
+        out = code()
+        if out is not None:  # what CuPy returns is a device array
+            assert backend.get_array_module(out) is strict, f"{what} returned {type(out).__name__}"
+
+
+def test_results_stay_on_the_device(strict):
+    a = strict.asarray(np.arange(6.0).reshape(2, 3))
+    assert float((a * 2 + 1).sum()) == 36.0 and float(np.sum(a)) == 15.0
+    assert isinstance(a, strict.ndarray) and backend.get_array_module(a) is strict
+    gen = strict.random.default_rng(0)
+    assert backend.get_array_module(gen.standard_normal((2, 2))) is strict
+    assert backend.get_array_module(strict.random.rand(3)) is strict
     np.testing.assert_array_equal(backend.to_numpy(a), np.arange(6.0).reshape(2, 3))
+
+
+def test_a_numpy_scalar_becomes_a_device_scalar(strict):
+    """``Tensor(np.float64(2))`` is a scalar on the current device, not a host 0-d array."""
+    t = Tensor(np.float64(2.0))
+    assert backend.get_array_module(t.data) is strict and t.dtype == np.float64 and t.shape == ()
+    x = Tensor(strict.asarray(np.ones(3)))
+    assert backend.get_array_module((x * t).data) is strict
+
+
+def test_sync_counter_counts_implicit_conversions_only(strict):
+    a = strict.asarray(np.arange(4.0))
+    with backend.count_syncs() as c:
+        float(a.sum()), int(a[1]), bool(a[2] > 1), a.max().item(), a[:2].tolist(), f"{a[0]:.1f}"
+        backend.to_numpy(a), a.get(), a + 1.0, a.shape  # explicit copies and device work: not counted
+    assert c.count == 6, c
+    assert all("test_backend.py" in site for site in c.sites), c.sites
 
 
 def test_strict_backend_runs_the_engine(strict):

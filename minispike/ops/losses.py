@@ -67,7 +67,7 @@ class MSELoss(Function):
             m = None
         else:
             m = xp.broadcast_to(mask.astype(diff.dtype), shape)
-            n = max(float(m.sum()), 1.0)
+            n = xp.maximum(m.sum(dtype=xp.float64), 1.0).astype(diff.dtype)  # on the device: no sync
             diff = diff * m
         ctx.save_for_backward(diff)
         ctx.n = n
