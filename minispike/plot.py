@@ -10,8 +10,12 @@ state), writes ``<out_dir>/<name>.png`` (and ``.svg`` with ``svg=True``) of exac
     attention_map(Q, K, ...)         mean over t of Q_h K_h^T for one head (SpikeBERT's Figure 4)
     training_curves(log.jsonl, ...)  loss / accuracy / firing rate / learning rate against step
     compare_runs({label: log}, ...)  one evaluated metric of several runs against step, on one axis
-    energy_breakdown(report, ...)    MAC and AC energy per layer (uJ per sample)
+    energy_breakdown(report, ...)    MAC and AC energy per layer (uJ per sample), its counting rule in the title
+    compare_maps({title: A}, ...)    matrices side by side on one shared colour scale (or each annotated)
     sentence_figures(model, ids)     the first four for one sentence, from a traced forward pass
+
+Every axis is labelled, every energy figure names the counting rule it was made with, and the
+layout is matplotlib's constrained one (no label cut at the figure's edge).
 
 Arrays come from the model's traces (``minispike.spiking.record``); they are copied to the
 host with ``backend.to_numpy`` first: plotting is host-side work, so NumPy is used here
@@ -29,7 +33,7 @@ import numpy as np  # host: plotting works on host copies made by backend.to_num
 from . import backend
 
 __all__ = ["spike_raster", "membrane_traces", "firing_rates", "attention_map", "training_curves",
-           "compare_runs", "energy_breakdown", "sentence_figures", "read_log"]
+           "compare_runs", "energy_breakdown", "compare_maps", "sentence_figures", "read_log", "counting_rule"]
 
 DEFAULT_DPI = 100
 
@@ -41,6 +45,16 @@ def _figure(figsize, dpi):
         raise ImportError("minispike.plot needs matplotlib: pip install 'minispike[plot]' "
                           "(or pip install matplotlib)") from e
     return Figure(figsize=figsize, dpi=dpi, layout="constrained")
+
+
+def _fit(fig, text, fontsize=12.0, share=1.0):
+    """``text`` wrapped so that each line fits ``share`` of the figure's width (no clipped title).
+
+    A line of DejaVu Sans averages about 0.6 em per character; existing line breaks are kept.
+    """
+    import textwrap
+    chars = max(20, int(share * fig.get_figwidth() * 72 / (0.6 * fontsize)))
+    return "\n".join(textwrap.fill(line, chars) for line in str(text).split("\n"))
 
 
 def _save(fig, out_dir, name, dpi, svg):
@@ -105,7 +119,8 @@ def spike_raster(spikes, out_dir, *, name="layer", sample=0, tokens=None, neuron
     ax.set_ylim(len(idx) - 0.5, -0.5)
     _token_axis(ax, L, T, tokens)
     rate = float(S.mean()) if S.size else 0.0
-    ax.set_title(f"Spike raster: {name} (sample {sample}; {int(S.sum())} spikes, rate {rate:.3f} /neuron/step)")
+    ax.set_title(_fit(fig, f"Spike raster: {name} (sample {sample}; {int(S.sum())} spikes, "
+                           f"rate {rate:.3f} /neuron/step)"))
     ax.set_xlabel(f"token (each spans T = {T} time steps)")
     ax.set_ylabel(f"neuron index (first {len(idx)} of {N})" if isinstance(neurons, int) else "neuron index")
     return _save(fig, out_dir, filename or f"raster_{_safe(name)}", dpi, svg)
@@ -160,7 +175,7 @@ def membrane_traces(membrane, spikes, out_dir, *, threshold=1.0, v_reset=0.0, na
     axes[0].legend(loc="upper left", fontsize=8, ncols=2)
     axes[-1].set_xlabel("time step t (t = -1: resting potential)")
     axes[-1].set_xticks(list(range(-1, T)))
-    fig.suptitle(f"Membrane potential: {name}, token {token} of sample {sample}")
+    fig.suptitle(_fit(fig, f"Membrane potential: {name}, token {token} of sample {sample}"))
     return _save(fig, out_dir, filename or f"membrane_{_safe(name)}", dpi, svg)
 
 
@@ -182,7 +197,7 @@ def firing_rates(rates, out_dir, *, title="Firing rate per layer", svg=False, fi
     ax.set_xlabel("firing rate (spikes per neuron per time step)")
     ax.set_ylabel("LIF group (forward order)")
     mean = sum(vals) / len(vals) if vals else 0.0
-    ax.set_title(f"{title} (mean {mean:.3f})")
+    ax.set_title(_fit(fig, f"{title} (mean {mean:.3f})"))
     return _save(fig, out_dir, filename, dpi, svg)
 
 
@@ -210,7 +225,7 @@ def attention_map(q, k, out_dir, *, heads, head=0, sample=0, tokens=None, name="
     ax.set_yticklabels(labels, fontsize=8)
     ax.set_xlabel("key token")
     ax.set_ylabel("query token")
-    ax.set_title(f"Spiking attention: {name}, head {head} (Q K^T, d_h = {dh}, T = {T})")
+    ax.set_title(_fit(fig, f"Spiking attention: {name}, head {head} (Q K^T, d_h = {dh}, T = {T})", share=0.8))
     return _save(fig, out_dir, filename or f"attention_{_safe(name)}_head{head}", dpi, svg)
 
 
@@ -246,6 +261,16 @@ def _records(log):
 
 
 LOSS_WORDS = {"loss", "kl", "mse", "ce", "nll"}
+# Run bookkeeping, not curves: clocks, counters and the end-of-run summary (fit's "start"/"end" records).
+BOOKKEEPING_WORDS = {"time", "elapsed", "seconds", "wall", "tokens", "samples", "steps", "step", "position",
+                     "batches", "best"}
+CURVE_EVENTS = ("train", "eval")  # a log with "event" fields: only these records hold curves
+
+
+def _is_bookkeeping(key):
+    """``total_steps``, ``wall_seconds``, ``best_step``, ``batches_per_epoch``, ``time``: not curves."""
+    words = set(key.lower().replace(".", "_").replace("/", "_").split("_"))
+    return bool(words & BOOKKEEPING_WORDS) or key in X_KEYS
 
 
 def _group(key):
@@ -267,9 +292,14 @@ def training_curves(log, out_dir, *, keys=None, x=None, title=None, svg=False, f
 
     ``log``: a path to log.jsonl or a list of dicts. ``x``: the x key (default: the first of
     step / global_step / iteration / iter / epoch present, else the line number). Keys whose
-    name holds loss, acc (f1, mcc), rate (firing, spike), lr land in their own panel.
+    name holds loss, acc (f1, mcc), rate (firing, spike), lr land in their own panel. Run
+    bookkeeping is never drawn (unless named in ``keys``): records whose ``event`` is not
+    train / eval (fit's start, resume and end summaries), and keys such as ``total_steps``,
+    ``wall_seconds``, ``best_step``, ``time`` (``_is_bookkeeping``).
     """
     records = _records(log)
+    if keys is None:
+        records = [r for r in records if r.get("event", "train") in CURVE_EVENTS]
     if x is None:
         x = next((k for k in X_KEYS if any(k in r for r in records)), None)
     series = {}
@@ -282,7 +312,7 @@ def training_curves(log, out_dir, *, keys=None, x=None, title=None, svg=False, f
                 continue
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
                 continue
-            if keys is None and k in X_KEYS + ("time", "elapsed", "seconds", "wall", "tokens", "samples"):
+            if keys is None and _is_bookkeeping(k):
                 continue
             series.setdefault(k, ([], []))
             series[k][0].append(xv)
@@ -297,7 +327,7 @@ def training_curves(log, out_dir, *, keys=None, x=None, title=None, svg=False, f
         ax.text(0.5, 0.5, "no numeric series in the log", ha="center", va="center")
         ax.set_xlabel(x or "line")
         ax.set_ylabel("value")
-        ax.set_title(title or "Training curves")
+        ax.set_title(_fit(fig, title or "Training curves"))
         return _save(fig, out_dir, filename, dpi, svg)
     axes = fig.subplots(len(order), 1, sharex=True, squeeze=False)[:, 0]
     for ax, (group, unit) in zip(axes, order):
@@ -310,7 +340,7 @@ def training_curves(log, out_dir, *, keys=None, x=None, title=None, svg=False, f
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8, loc="best")
     axes[-1].set_xlabel(x or "log line")
-    fig.suptitle(title or "Training curves")
+    fig.suptitle(_fit(fig, title or "Training curves"))
     return _save(fig, out_dir, filename, dpi, svg)
 
 
@@ -334,7 +364,7 @@ def compare_runs(logs, out_dir, *, metric="accuracy", title=None, svg=False, fig
     ax.set_ylabel(metric)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="best")
-    ax.set_title(title or f"{metric} during training")
+    ax.set_title(_fit(fig, title or f"{metric} during training"))
     return _save(fig, out_dir, filename, dpi, svg)
 
 
@@ -347,13 +377,32 @@ def _report_dict(report):
         return json.load(f)
 
 
+def counting_rule(report) -> str:
+    """The counting rule an energy report was made with, in words (for titles and captions).
+
+    Read from the report's own settings (``spiking``, ``integer_as_spikes``, ``padding``),
+    the rules of ``minispike.energy`` (docs/energy.md).
+    """
+    d = _report_dict(report)
+    if not d.get("spiking", True):
+        rule = "every product a MAC (no spikes)"
+    elif d.get("integer_as_spikes"):
+        rule = "spikes and integer counts as ACs (integer_as_spikes), real inputs as MACs"
+    else:
+        rule = "strict: only 0/1 spike inputs as ACs, every non-binary input (residual sums) as MACs"
+    tokens = "real tokens only" if d.get("padding", "trim") == "trim" else "padding counted"
+    return f"{rule}; {tokens}"
+
+
 def energy_breakdown(report, out_dir, *, teacher=None, top=None, svg=False, figsize=(10, 7), dpi=DEFAULT_DPI,
                      filename="energy"):
     """Energy per layer per sample, split into MAC (4.6 pJ each) and AC (0.9 pJ each) parts.
 
     ``report``: an ``EnergyReport``, its ``to_dict()`` or a path to its JSON. ``teacher``
     (same forms): its total goes into the title with the ratio. ``top``: only the ``top``
-    most expensive layers (the rest summed in one bar).
+    most expensive layers (the rest summed in one bar). The title names the counting rule
+    (``counting_rule``): the same student costs several times more under the strict rule
+    (docs/results.md).
     """
     d = _report_dict(report)
     e_mac, e_ac = float(d["e_mac_pj"]), float(d["e_ac_pj"])
@@ -378,14 +427,55 @@ def energy_breakdown(report, out_dir, *, teacher=None, top=None, svg=False, figs
     ax.set_xlabel("energy per sample (uJ)")
     ax.set_ylabel("layer (forward order)")
     total = d["totals"]["energy_mj"]
-    t = f"{d['model']}: {total:.4g} mJ per sample"
+    lines = [f"Energy per layer (45 nm): {d['model']}, {total:.4g} mJ per sample",
+             f"counting rule: {counting_rule(d)}"]
     if teacher is not None:
         td = _report_dict(teacher)
         tt = td["totals"]["energy_mj"]
-        t += f"; {td['model']}: {tt:.4g} mJ (ratio {total / tt:.3f})" if tt else ""
-    ax.set_title(f"Energy per layer (45 nm). {t}", fontsize=10)
+        if tt:
+            lines.append(f"{td['model']}: {tt:.4g} mJ ({counting_rule(td)}); ratio {total / tt:.3f}")
+    ax.set_title(_fit(fig, "\n".join(lines), fontsize=9, share=0.75), fontsize=9)  # the axes sits right of long labels
     ax.legend(loc="lower right", fontsize=8)
     ax.grid(axis="x", alpha=0.3)
+    return _save(fig, out_dir, filename, dpi, svg)
+
+
+def compare_maps(maps, out_dir, *, label, shared=True, xlabel="column", ylabel="row", ticks=None, title=None,
+                 svg=False, figsize=None, dpi=DEFAULT_DPI, filename="maps"):
+    """Matrices side by side, one panel each (``{panel title: 2-D array}``).
+
+    ``shared=True``: one colour scale for all (the min and max over every map, one colour bar
+    labelled ``label``), so equal colours mean equal values across panels. ``shared=False``
+    (maps in different units, e.g. softmax probabilities beside spike counts): each panel
+    gets its own colour bar, labelled ``label[panel title]`` (a dict) or ``label``, and the
+    title says that the scales differ. ``ticks``: labels for rows and columns (tokens).
+    """
+    arrays = {k: _host(v) for k, v in maps.items()}
+    if not arrays:
+        raise ValueError("compare_maps: no maps given")
+    n = len(arrays)
+    fig = _figure(figsize or (4.6 * n + 1.2, 4.6), dpi)
+    axes = fig.subplots(1, n, squeeze=False)[0]
+    lo = min(float(a.min()) for a in arrays.values())
+    hi = max(float(a.max()) for a in arrays.values())
+    im = None
+    for ax, (name, a) in zip(axes, arrays.items()):
+        scale = dict(vmin=lo, vmax=hi) if shared else {}
+        im = ax.imshow(a, cmap="viridis", aspect="equal", interpolation="nearest", **scale)
+        if not shared:
+            fig.colorbar(im, ax=ax, label=label[name] if isinstance(label, dict) else label, shrink=0.8)
+        if ticks is not None:
+            ax.set_xticks(range(a.shape[1]))
+            ax.set_xticklabels(list(ticks)[:a.shape[1]], rotation=90, fontsize=8)
+            ax.set_yticks(range(a.shape[0]))
+            ax.set_yticklabels(list(ticks)[:a.shape[0]], fontsize=8)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        ax.set_title(_fit(fig, name, fontsize=10, share=0.9 / len(arrays)), fontsize=10)
+    if shared:
+        fig.colorbar(im, ax=list(axes), label=label, shrink=0.8)
+    note = "one colour scale for all panels" if shared else "each panel has its own colour scale"
+    fig.suptitle(_fit(fig, f"{title} ({note})" if title else note.capitalize()))
     return _save(fig, out_dir, filename, dpi, svg)
 
 
