@@ -184,7 +184,7 @@ def _run_gradcheck(gc, impl):
         gradcheck(fn, inputs, name=gc.name)
     except GradcheckError as e:
         msg = re.sub(r"input (\d+) ", lambda m: f"input {names[int(m.group(1))]} ", str(e))
-        return msg.replace(f"gradcheck failed for {gc.name}: ", "")
+        return "the gradient is not the derivative of the forward: " + msg.replace(f"gradcheck failed for {gc.name}: ", "")
     return None
 
 
@@ -244,6 +244,7 @@ def _mismatch(name, got, expected, axes, from_end):
     positions = np.argwhere(bad)
     index = tuple(int(i) for i in (positions[-1] if from_end else positions[0])) if positions.size else ()
     g, e = (float(got[index]), float(expected[index])) if got.ndim else (float(got), float(expected))
+    g, e = g + 0.0, e + 0.0  # no "-0"
     count = f" ({int(bad.sum())} of {bad.size} entries differ)" if bad.size > 1 else ""
     return f"{name}{_where(index, axes)}: expected {e:.10g}, got {g:.10g}{count}"
 
@@ -272,9 +273,10 @@ def _call(impl, function, args, kwargs, source):
     if fn is None:
         raise _LearnerError(f"{source} has no function {function}")
     try:
-        return fn(*(_copy(a) for a in args), **{k: _copy(v) for k, v in kwargs.items()})
+        with np.errstate(all="ignore"):  # an overflow shows in the comparison, with a hint
+            return fn(*(_copy(a) for a in args), **{k: _copy(v) for k, v in kwargs.items()})
     except NotImplementedError:
-        raise _NotImplemented(f"not implemented yet: fill in {function} in {source}") from None
+        raise _NotImplemented(function) from None
     except (_LearnerError, _NotImplemented):
         raise
     except Exception as e:  # the learner's code raised: say what and on which line of their file
@@ -300,6 +302,8 @@ def _compare(task, case, learner):
         wrong = {name: _as_array(wrong[name], name) for name in bad}
         if all(_close(got[name], wrong[name]) and not _close(wrong[name], expected[name]) for name in bad):
             hints.append(m.hint)
+    if not hints and any(got[n].shape != expected[n].shape and got[n].size == expected[n].size for n in bad):
+        hints.append("the right numbers in the wrong shape: keep the size-1 axes (keepdims=True), or reshape")
     if not hints and case.hint:
         hints.append(case.hint)
     return lines + [f"hint: {h}" for h in hints[:2]]
@@ -312,7 +316,14 @@ def grade(exercise: "Exercise", impl, source: str) -> Result:
     """Run every check of ``exercise`` on ``impl`` (a module or namespace of functions)."""
     res = Result(exercise.name, source)
     learner = _Learner(impl, source)
-    missing = set()
+    missing = []  # the functions still raising NotImplementedError, in order
+    at = []  # where their one line goes
+
+    def not_written(function):
+        if function not in missing:
+            missing.append(function)
+        if not at:
+            at.append(len(res.lines))
 
     def record(name, failure):
         res.checks += 1
@@ -329,28 +340,27 @@ def grade(exercise: "Exercise", impl, source: str) -> Result:
         task = next(t for t in exercise.tasks if t.function == case.function)
         try:
             failure = _compare(task, case, learner)
-        except _NotImplemented as e:
-            missing.add(case.function)
-            res.not_implemented = True
-            res.lines.append(f"  FAIL  {e}")
+        except _NotImplemented:
+            not_written(case.function)
             continue
         except _LearnerError as e:
             failure = [str(e)]
         record(f"{case.function}: {case.name}", failure)
     for gc in exercise.gradchecks():
-        if missing & set(gc.needs):
+        if set(missing) & set(gc.needs):
             continue
         try:
             failure = _run_gradcheck(gc, learner)
             failure = None if failure is None else [failure]
         except _NotImplemented as e:
-            missing.update(gc.needs)
-            res.not_implemented = True
-            res.lines.append(f"  FAIL  {e}")
+            not_written(e.args[0])
             continue
         except _LearnerError as e:
             failure = [str(e)]
         record(f"gradcheck {gc.name}", failure)
+    if missing:
+        res.not_implemented = True
+        res.lines.insert(at[0], f"  FAIL  not implemented yet: fill in {' and '.join(missing)} in {source}")
     return res
 
 

@@ -9,6 +9,8 @@
     python -m minispike evaluate   CHECKPOINT --task sst2 --split test
     python -m minispike predict    CHECKPOINT "a gripping , funny film"
     python -m minispike energy     --student S --teacher T --task sst2
+    python -m minispike export-official CHECKPOINT student.safetensors   the official PyTorch layout
+    python -m minispike import-official student.safetensors DIR --tokenizer TEACHER
     python -m minispike plot       RUN_DIR
     python -m minispike compare    RUN_DIR RUN_DIR ... --out DIR   dev curves of several runs
     python -m minispike notebooks  --out DIR     every numbered example as a Jupyter notebook
@@ -92,14 +94,18 @@ def _warnings_as_lines():
 # ----------------------------------------------------------------------------------------
 # Option groups shared by the training commands
 # ----------------------------------------------------------------------------------------
-def _add_data(p, task=True):
+def _add_data(p, task=True, from_checkpoint=False):
+    """``from_checkpoint``: --task and --max-length default to what the checkpoint's config.json says."""
     if task:
-        p.add_argument("--task", default="builtin",
+        p.add_argument("--task", default=None if from_checkpoint else "builtin",
                        help="task name (sst2, sst5, mr, subj, chnsenti, waimai, builtin) or a task spec "
-                            "(a task .json, or a CSV/TSV file with text and label columns)")
+                            "(a task .json, or a CSV/TSV file with text and label columns)"
+                            + ("; default: the checkpoint's task" if from_checkpoint else "; default builtin"))
     p.add_argument("--data-dir", default=None,
                    help="directory holding the task folders (default: $MINISPIKE_DATA, else ~/.cache/minispike/data)")
-    p.add_argument("--max-length", type=int, default=64, help="tokens per sentence after truncation (default 64)")
+    p.add_argument("--max-length", type=int, default=None if from_checkpoint else 64,
+                   help="tokens per sentence after truncation (default: "
+                        + ("the checkpoint's)" if from_checkpoint else "64)"))
 
 
 def _add_run(p, out_default):
@@ -374,11 +380,7 @@ def cmd_predict(a):
                             f"one sentence a line") from None
     if not texts:
         raise UserError("give sentences as arguments or --file FILE (one per line)")
-    label_names = None
-    if a.task:
-        from .text import get_task
-        label_names = list(get_task(a.task).label_names)
-    for r in predict(a.checkpoint, texts, a.max_length, label_names):
+    for r in predict(a.checkpoint, texts, a.max_length, a.task):
         print(json.dumps(r, ensure_ascii=False))
     return 0
 
@@ -387,6 +389,20 @@ def cmd_download(a):
     from .text.download import download
     result = download(a.task, data_dir=a.data_dir, from_dir=a.from_dir, base_url=a.base_url)
     print(result if isinstance(result, str) else json.dumps(result, indent=2, default=str))
+    return 0
+
+
+def cmd_export_official(a):
+    from .pipeline import export_official
+    print(json.dumps(export_official(a.checkpoint, a.official_file), indent=2))
+    return 0
+
+
+def cmd_import_official(a):
+    from .pipeline import import_official
+    settings = {k: getattr(a, k) for k in ("tau", "v_threshold") if getattr(a, k) is not None}
+    print(json.dumps(import_official(a.official_file, a.out, a.tokenizer, heads=a.heads, T=a.T, max_length=a.max_length,
+                                     task=a.task, **settings), indent=2))
     return 0
 
 
@@ -573,7 +589,7 @@ def build_parser():
 
     p = sub.add_parser("evaluate", help="accuracy of a checkpoint (student or teacher) on a split")
     p.add_argument("checkpoint", help="checkpoint directory or run directory")
-    _add_data(p)
+    _add_data(p, from_checkpoint=True)
     p.add_argument("--split", default="test", choices=["train", "dev", "test"])
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_evaluate)
@@ -582,18 +598,37 @@ def build_parser():
     p.add_argument("checkpoint", help="checkpoint directory or run directory")
     p.add_argument("texts", nargs="*", help="sentences to classify")
     p.add_argument("--file", default=None, help="a text file, one sentence per line")
-    p.add_argument("--task", default=None, help="name the labels after this task's label names")
-    p.add_argument("--max-length", type=int, default=64)
+    p.add_argument("--task", default=None,
+                   help="name the labels after this task's label names (default: the checkpoint's label names)")
+    p.add_argument("--max-length", type=int, default=None, help="tokens per sentence (default: the checkpoint's)")
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("energy", help="45 nm energy estimate of student vs teacher, per layer")
     p.add_argument("--student", required=True, help="student checkpoint or run directory")
     p.add_argument("--teacher", required=True, help="fine-tuned teacher checkpoint or run directory")
-    _add_data(p)
+    _add_data(p, from_checkpoint=True)
     p.add_argument("--split", default="test")
     p.add_argument("--sentences", type=int, default=256, help="sentences to average over (default 256)")
     p.add_argument("--out", default=None, help="write energy.json (and the table) here")
     p.set_defaults(func=cmd_energy)
+
+    p = sub.add_parser("export-official", help="a student in the official SpikeBERT PyTorch layout (docs/scale-out.md)")
+    p.add_argument("checkpoint", help="student checkpoint or run directory")
+    p.add_argument("official_file", metavar="FILE", help="file to write: .safetensors (for torch) or .npz")
+    p.set_defaults(func=cmd_export_official)
+
+    p = sub.add_parser("import-official", help="an official-layout student file as a minispike checkpoint")
+    p.add_argument("official_file", metavar="FILE",
+                   help=".safetensors or .npz in the official key names (a 'module.' prefix is stripped)")
+    p.add_argument("out", help="checkpoint directory to write")
+    p.add_argument("--tokenizer", required=True, help="the vocabulary it was trained with (e.g. the teacher's directory)")
+    p.add_argument("--heads", type=int, default=None, help="attention heads (required unless the file says)")
+    p.add_argument("--T", type=int, default=None, help="time steps (required unless the file says)")
+    p.add_argument("--max-length", type=int, default=None, help="tokens per sentence (required unless the file says)")
+    p.add_argument("--task", default=None, help="the task it was trained for: its label names (default: the file's)")
+    p.add_argument("--tau", type=float, default=None, help="membrane time constant (default: the file's, else 2.0)")
+    p.add_argument("--v-threshold", type=float, default=None, help="firing threshold (default: the file's, else 1.0)")
+    p.set_defaults(func=cmd_import_official)
 
     p = sub.add_parser("plot", help="pictures of a run: training curves, spikes, attention, energy")
     p.add_argument("run_dir", help="a run directory (stage 2 or a full run)")

