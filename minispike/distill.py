@@ -15,7 +15,7 @@ is ``tap_i`` (B, L, D_teacher). Teacher hidden states are ``h_0`` (embeddings) .
     stage 2 (task data + augmentation, fine-tuned teacher):
                  w_kl L_kl + w_ce L_ce + w_feat L_feat + w_emb L_emb
 
-Default weights follow the official code (REFERENCE.md): stage 2 1.0 / 0.1 / 0.1 / 0.1.
+Default weights follow the official stage-2 script (docs/distillation.md): 1.0 / 0.1 / 0.1 / 0.1.
 Teacher outputs are computed per batch inside ``no_grad`` (no graph, no gradient).
 
 Optionally (not in the paper, a CPU-budget shortcut) the student's word embedding starts as the
@@ -99,8 +99,13 @@ def teacher_targets(teacher, input_ids, attention_mask, with_logits: bool):
     return TeacherTargets(hidden, words, logits)
 
 
-def distill_loss(student_out, targets: TeacherTargets, mask, w: LossWeights, labels=None, has_label=None):
-    """The weighted sum of the stage's losses; returns (loss, each term as a 0-d device array)."""
+def distill_loss(student_out, targets: TeacherTargets, mask, w: LossWeights, labels=None, has_label=None,
+                 label_rows=None):
+    """The weighted sum of the stage's losses; returns (loss, each term as a 0-d device array).
+
+    CE uses the rows with a gold label: ``label_rows`` (their indices, known on the host: no
+    device sync), else ``has_label`` (B,) bool (``nonzero`` on it waits for the device), else all.
+    """
     xp = backend.get_array_module(mask)
     fmask = mask.astype(student_out.logits.dtype)
     parts = {}
@@ -125,10 +130,11 @@ def distill_loss(student_out, targets: TeacherTargets, mask, w: LossWeights, lab
         p = p / p.sum(axis=-1, keepdims=True)  # softened teacher probabilities
         add("loss_kl", w.kl, ops.kl_div(student_out.logits, p, temperature=tau))
     if w.ce and labels is not None:
-        rows = xp.arange(labels.shape[0]) if has_label is None else xp.nonzero(has_label)[0]
-        if rows.shape[0]:
-            logits = student_out.logits if has_label is None else student_out.logits[rows]
-            add("loss_ce", w.ce, ops.cross_entropy(logits, labels[rows]))
+        rows = label_rows if label_rows is not None or has_label is None else xp.nonzero(has_label)[0]
+        if rows is None:
+            add("loss_ce", w.ce, ops.cross_entropy(student_out.logits, labels))
+        elif rows.shape[0]:
+            add("loss_ce", w.ce, ops.cross_entropy(student_out.logits[rows], labels[rows]))
     if total is None:
         raise ValueError("every loss weight is zero (or no term applies): nothing to train")
     return total, parts

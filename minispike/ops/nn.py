@@ -1,4 +1,4 @@
-"""Neural-network ops with hand-derived backwards (see docs/layernorm.md, docs/attention.md).
+"""Neural-network ops with hand-derived backwards (see docs/layernorm.md; softmax attention: docs/bert.md).
 
 linear       y = x W^T + b                    dx = g W,  dW = g^T x (over all rows),  db = sum g
 softmax      p = e^(x - max) / sum e^(x - max)
