@@ -53,6 +53,8 @@ _COMPARISONS = {"less", "less_equal", "equal", "not_equal", "greater", "greater_
 _KERNEL_FUNCTIONS = {"where", "clip"}
 # functions whose first argument is a sequence of arrays (CuPy: every item a device array)
 _SEQUENCE_FUNCTIONS = {"concatenate", "stack", "vstack", "hstack", "dstack", "column_stack"}
+# functions whose output shape depends on the data: CuPy waits for the device to size it
+_DATA_SHAPED = {"nonzero", "argwhere", "flatnonzero", "unique", "compress", "extract"}
 
 
 def _is_scalar(x):
@@ -122,7 +124,9 @@ class SyncCounter:
     """The implicit device-to-host synchronisations seen inside ``with count_syncs() as c:``.
 
     ``c.count``: how many; ``c.sites``: a Counter of ``"file:line (kind)"`` outside this module,
-    to find them. The explicit copies (``to_numpy(a)``, ``a.get()``) are not counted.
+    to find them. The explicit copies (``to_numpy(a)``, ``a.get()``, kind ``get``) and results
+    whose size depends on the data (``xp.nonzero``, boolean masks, kind ``shape``) wait for the
+    device too, so they count as well.
     """
 
     def __init__(self):
@@ -150,8 +154,8 @@ def _synced(kind):
 
 @contextlib.contextmanager
 def count_syncs():
-    """Count ``float(a)``, ``int(a)``, ``bool(a)``, ``a.item()``, ... on strict arrays (each one
-    a GPU stall under CuPy): ``with count_syncs() as c: step(); print(c.count, c.sites)``."""
+    """Count ``float(a)``, ``int(a)``, ``bool(a)``, ``a.item()``, ``to_numpy(a)``, ... on strict
+    arrays (each one a GPU stall under CuPy): ``with count_syncs() as c: step(); print(c.count, c.sites)``."""
     counter = SyncCounter()
     _counters.append(counter)
     try:
@@ -163,8 +167,8 @@ def count_syncs():
 class StrictArray:
     """A NumPy array that behaves like a CuPy array (see the module docstring).
 
-    ``a.get()`` / ``to_numpy(a)`` is the explicit move to the host; ``float(a)``, ``a.item()``
-    work (and count as synchronisations); ``np.asarray(a)`` and ``a + host_array`` raise.
+    ``a.get()`` / ``to_numpy(a)`` is the explicit move to the host; it and ``float(a)``,
+    ``a.item()`` work (and count as synchronisations); ``np.asarray(a)``, ``a + host_array`` raise.
     """
 
     __slots__ = ("_a",)
@@ -173,8 +177,9 @@ class StrictArray:
     def __init__(self, a):
         self._a = a
 
-    # -- explicit conversion (allowed, not counted) -----------------------------------------
+    # -- explicit conversion (allowed, counted) ---------------------------------------------
     def get(self):
+        _synced("get")
         return self._a.copy()
 
     # -- implicit synchronisations (allowed, counted) ---------------------------------------
@@ -266,6 +271,8 @@ class StrictArray:
         return "strict." + repr(self._a)
 
     def __getitem__(self, idx):  # host indices are fine: CuPy copies them to the device
+        if any(isinstance(s, StrictArray) and s.dtype == bool for s in (idx if isinstance(idx, tuple) else (idx,))):
+            _synced("shape")  # a boolean mask: the result's size is data-dependent
         return _wrap(self._a[_unwrap(idx)])
 
     def __setitem__(self, idx, value):
@@ -279,6 +286,8 @@ class StrictArray:
         if callable(attr):
             @functools.wraps(attr)
             def method(*args, **kwargs):
+                if name in _DATA_SHAPED:
+                    _synced("shape")
                 if name != "fill":  # fill takes a 0-d host array, as CuPy's does
                     _refuse_host(args, f"ndarray.{name}")
                     _refuse_host(tuple(kwargs.values()), f"ndarray.{name}")
@@ -403,6 +412,8 @@ class _StrictModule(types.ModuleType):
 
         @functools.wraps(attr)
         def fn(*args, **kwargs):
+            if name in _DATA_SHAPED or (name == "where" and len(args) == 1):
+                _synced("shape")
             if kernel:
                 _check_operands(args, f"xp.{name}", comparison=name in _COMPARISONS)
                 out = kwargs.get("out")

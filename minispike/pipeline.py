@@ -344,7 +344,7 @@ def _student_loss(student, teacher, w: LossWeights, with_logits):
             return distill_loss(out, targets, mask, w)
         has_label = labels >= 0
         return distill_loss(out, targets, mask, w, labels=backend.asarray(np.where(has_label, labels, 0)),
-                            has_label=backend.asarray(has_label))
+                            label_rows=backend.asarray(np.nonzero(has_label)[0]))  # rows found on the host
     return loss_fn
 
 

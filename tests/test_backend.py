@@ -99,13 +99,15 @@ def test_a_numpy_scalar_becomes_a_device_scalar(strict):
     assert backend.get_array_module((x * t).data) is strict
 
 
-def test_sync_counter_counts_implicit_conversions_only(strict):
+def test_sync_counter_counts_every_wait_for_the_device(strict):
     a = strict.asarray(np.arange(4.0))
     with backend.count_syncs() as c:
         float(a.sum()), int(a[1]), bool(a[2] > 1), a.max().item(), a[:2].tolist(), f"{a[0]:.1f}"
-        backend.to_numpy(a), a.get(), a + 1.0, a.shape  # explicit copies and device work: not counted
-    assert c.count == 6, c
+        backend.to_numpy(a), a.get()  # the explicit copies wait for the device too
+        a + 1.0, a.shape, strict.exp(a).sum(), len(a)  # device work and host facts: no wait
+    assert c.count == 8, c
     assert all("test_backend.py" in site for site in c.sites), c.sites
+    assert sum(n for site, n in c.sites.items() if "(get)" in site) == 2
 
 
 def test_strict_backend_runs_the_engine(strict):
