@@ -12,7 +12,8 @@ import pytest
 
 from minispike.cli import main
 from minispike.finetune import TrainConfig
-from minispike.pipeline import (StageConfig, distill, evaluate, finetune_teacher, load_student, make_small_teacher,
+from minispike.models.spikebert import SpikeBert
+from minispike.pipeline import (StageConfig, distill, evaluate, finetune_teacher, make_small_teacher,
                                 predict, pretrain, train_direct)
 from minispike.text.builtin import builtin_texts
 
@@ -60,8 +61,7 @@ def test_stage2_end_to_end_and_predict(tiny):
     assert log[-1] < log[0]
     again = evaluate(tiny["dir"] / "stage2", cfg, "test")
     assert again["kind"] == "student" and again["accuracy"] == m["test_accuracy"]
-    out = predict(tiny["dir"] / "stage2", ["a wonderful, warm little film", "cold food and rude staff"],
-                  label_names=["negative", "positive"])
+    out = predict(tiny["dir"] / "stage2", ["a wonderful, warm little film", "cold food and rude staff"])
     assert [set(r["probabilities"]) for r in out] == [{"negative", "positive"}] * 2
     assert all(abs(sum(r["probabilities"].values()) - 1) < 1e-3 for r in out)
 
@@ -179,8 +179,8 @@ def test_resume_after_kill_matches_an_uninterrupted_run(tiny, tmp_path):
         proc.wait()
     subprocess.run(args + ["--out", str(tmp_path / "cut"), "--resume"], check=True, env=env, cwd=ROOT,
                    capture_output=True)
-    a, _ = load_student(tmp_path / "full" / "checkpoints" / "last")
-    b, _ = load_student(tmp_path / "cut" / "checkpoints" / "last")
+    a = SpikeBert.from_pretrained(tmp_path / "full" / "checkpoints" / "last")
+    b = SpikeBert.from_pretrained(tmp_path / "cut" / "checkpoints" / "last")
     for (name, p), (_, q) in zip(a.named_parameters(), b.named_parameters()):
         np.testing.assert_array_equal(p.data, q.data, err_msg=name)
     assert killed, "the run finished before it could be killed: the test proved nothing"
