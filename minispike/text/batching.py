@@ -15,13 +15,15 @@ predictions go back to dataset order through ``index``.  The order depends only 
 
 Cache: ``encode_cached`` stores the token ids of a list of texts in ``<cache_dir>/<name>-<key>.npz``
 with key = sha256(tokenizer fingerprint, max_length, every text).  A change to either the texts
-or the tokenizer changes the key; older files of the same name are removed.
+or the tokenizer changes the key; older files of the same name are removed. A cache that cannot be
+written (read-only directory, full disk) is skipped with a warning: it only costs speed.
 """
 from __future__ import annotations
 
 import hashlib
 import os
 import re
+import warnings
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -92,18 +94,21 @@ def encode_cached(texts: Sequence[str], tokenizer, max_length: int, cache_dir=No
     path = d / f"{safe}-{key[:24]}.npz"
     if path.is_file():
         try:
-            with np.load(path) as z:
+            with np.load(path, allow_pickle=False) as z:  # arrays only: a cache file never runs code
                 if str(z["key"]) == key:
                     return Encoded(z["flat"], z["offsets"])
         except Exception:  # a corrupt cache file is rebuilt, never trusted
             pass
     enc = Encoded.from_sequences(tokenizer.encode_ids(texts, max_length))
-    d.mkdir(parents=True, exist_ok=True)
     tmp = d / f".{safe}-{key[:24]}.tmp-{os.getpid()}.npz"
     try:
+        d.mkdir(parents=True, exist_ok=True)
         with open(tmp, "wb") as f:
             np.savez(f, flat=enc.flat, offsets=enc.offsets, key=np.array(key))
         os.replace(tmp, path)
+    except OSError as e:  # a read-only or full cache only costs speed: say so and go on
+        warnings.warn(f"{path}: token cache not written ({e.strerror}); continuing without it", stacklevel=2)
+        return enc
     finally:
         if tmp.exists():
             tmp.unlink()

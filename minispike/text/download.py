@@ -164,9 +164,8 @@ def download(task="all", data_dir=None, base_url: str | None = None, from_dir=No
                         raise DownloadError(f"{rel}: cannot fetch {url}: {reason}") from None
                 log(f"{rel}: ok, sha256 verified")
                 done.append(dest)
-            except DataError as e:
+            except DataError as e:  # reported once, with the others, when every file has been tried
                 errors.append(e)
-                log(f"{rel}: FAILED: {e}")
     if errors:
         kind = ChecksumError if all(isinstance(e, ChecksumError) for e in errors) else DownloadError
         msg = " | ".join(str(e) for e in errors)
@@ -183,7 +182,7 @@ def add_download_arguments(parser) -> None:
                         help="copy and verify from a local folder laid out like the data directory")
     parser.add_argument("--base-url", default=None, help="fetch from a mirror laid out like the data directory")
     parser.add_argument("--force", action="store_true", help="fetch again even when a verified file is present")
-    parser.add_argument("--timeout", type=float, default=60.0)
+    parser.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for a server (default 60)")
 
 
 def run_download(args) -> int:
