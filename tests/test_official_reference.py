@@ -1,6 +1,9 @@
 """minispike's student reproduces the official SpikeBERT code (shared/reference), both ways.
 
-The reference holds one float64 forward/backward of the official PyTorch + spikingjelly
+Two references, every test on both: ``official_student_tiny.npz`` (its attention LIF never
+fires) and ``official_student_firing.npz`` (it fires, and meets its threshold exactly where
+Heaviside(0) = 1 decides; only it sees the attention path, its key mask and that convention).
+Each holds one float64 forward/backward of the official PyTorch + spikingjelly
 student (weights, logits per time step, per-block representations, loss, every gradient).
 Spikes are compared against an independent NumPy transcription of the official forward
 (``official_forward`` below, (B, T, L, D) layout as the official code), which itself must
@@ -18,18 +21,25 @@ from minispike.spiking import record
 from conftest import SHARED
 
 REF = SHARED / "reference" / "official_student_tiny.npz"
+# the second reference: the attention LIF fires (12 and 17 spikes) and meets its threshold
+# exactly in 6 places, where Heaviside(0) = 1 decides (shared/reference/README.md)
+FIRING = SHARED / "reference" / "official_student_firing.npz"
+REFERENCES = {"tiny": (REF, 4), "firing": (FIRING, 2)}  # file, heads
 
 
-@pytest.fixture(scope="module")
-def ref():
-    if not REF.is_file():
-        pytest.skip(f"{REF} is not present")
-    with np.load(REF) as z:
-        return {k: z[k] for k in z.files}
+@pytest.fixture(scope="module", params=sorted(REFERENCES))
+def ref(request):
+    path, heads = REFERENCES[request.param]
+    if not path.is_file():
+        pytest.skip(f"{path} is not present")
+    with np.load(path) as z:
+        data = {k: z[k] for k in z.files}
+    data.update(_name=request.param, _path=path, _heads=heads)
+    return data
 
 
 def student(ref):
-    return SpikeBert.from_official(REF, heads=4, T=4, max_length=8)
+    return SpikeBert.from_official(ref["_path"], heads=ref["_heads"], T=4, max_length=ref["input_ids"].shape[1])
 
 
 # -- an independent transcription of the official forward (NumPy, float64) ---------------------
@@ -112,13 +122,17 @@ def test_reproduces_the_official_forward_and_backward(ref, f64):
 
     # spikes: exact, against the NumPy transcription (itself checked against the reference logits)
     params = {k[len("param/"):]: v for k, v in ref.items() if k.startswith("param/")}
-    logits_np, reps_np, spikes_np, membranes_np = official_forward(params, ref["input_ids"])
+    logits_np, reps_np, spikes_np, membranes_np = official_forward(params, ref["input_ids"], heads=ref["_heads"])
     np.testing.assert_allclose(logits_np, ref["logits"], rtol=0, atol=1e-9)
     ours = {name: np.asarray(rec[name]["spikes"]).reshape(spikes_np[name].shape) for name in spikes_np}
     thresholds = {n: (0.5 if n.endswith("attn_lif") else 1.0) for n in spikes_np}
     report = first_spike_mismatch(ours, spikes_np, membranes_np, thresholds)
     assert report is None, report
     assert sum(int(s.sum()) for s in ours.values()) > 0
+    if ref["_name"] == "firing":  # what this reference is for: the attention path fires
+        fired = [int(ours[f"blocks.{i}.attn.attn_lif"].sum()) for i in range(2)]
+        at_threshold = [int((membranes_np[f"blocks.{i}.attn.attn_lif"] == 0.5).sum()) for i in range(2)]
+        assert fired == [12, 17] and at_threshold == [0, 6], (fired, at_threshold)
 
     np.testing.assert_allclose(out.logits_per_step.numpy(), ref["logits"], rtol=0, atol=1e-9)
     for i in range(2):
@@ -181,8 +195,8 @@ def test_round_trip(ext, tmp_path, ref, f64):
 
 
 def test_strict_checks(ref, f64):
-    state = read_official(REF)
-    model = SpikeBert.from_official(state, heads=4, T=4, max_length=8)
+    state = read_official(ref["_path"])
+    model = SpikeBert.from_official(state, heads=ref["_heads"], T=4, max_length=ref["input_ids"].shape[1])
     bad = dict(state)
     del bad["blocks.0.attn.q_m.weight"]
     bad["blocks.0.attn.z_m.weight"] = np.zeros((32, 32))
