@@ -222,6 +222,8 @@ def _close(got, expected):
 def _as_array(v, name):
     if v is None:
         raise _LearnerError(f"{name} is None (a missing return?)")
+    if isinstance(v, (tuple, list)) and any(isinstance(x, (tuple, list, np.ndarray)) or x is None for x in v):
+        raise _LearnerError(f"{name} is a {type(v).__name__} of {len(v)} values, expected one array")
     try:
         return np.asarray(v, dtype=np.float64)
     except (TypeError, ValueError):
@@ -236,13 +238,18 @@ def _where(index, axes):
     return f" at {tuple(int(i) for i in index)}"
 
 
+def _first_bad(got, expected, from_end=False):
+    """The first (or last) coordinate where ``got`` differs from ``expected``, in C order (time first)."""
+    positions = np.argwhere(~np.isclose(got, expected, rtol=RTOL, atol=ATOL))
+    return tuple(int(i) for i in (positions[-1] if from_end else positions[0])) if positions.size else ()
+
+
 def _mismatch(name, got, expected, axes, from_end):
     """One line: where ``got`` first (or last) differs from ``expected``, and by how much."""
     if got.shape != expected.shape:
         return f"{name} has shape {got.shape}, expected {expected.shape}"
     bad = ~np.isclose(got, expected, rtol=RTOL, atol=ATOL)
-    positions = np.argwhere(bad)
-    index = tuple(int(i) for i in (positions[-1] if from_end else positions[0])) if positions.size else ()
+    index = _first_bad(got, expected, from_end)
     g, e = (float(got[index]), float(expected[index])) if got.ndim else (float(got), float(expected))
     g, e = g + 0.0, e + 0.0  # no "-0"
     count = f" ({int(bad.sum())} of {bad.size} entries differ)" if bad.size > 1 else ""
@@ -258,14 +265,27 @@ def _copy(v):
 
 
 class _Learner:
-    """The learner's functions, called on copies of their inputs, failures turned into messages:
-    ``learner.lif_bptt(H, S, ...)``."""
+    """The learner's functions, called on copies of their inputs, failures turned into messages,
+    results checked against the task's outputs and made float64 arrays: ``learner.lif_bptt(H, ...)``."""
 
-    def __init__(self, impl, source):
-        self.impl, self.source = impl, source
+    def __init__(self, impl, source, tasks):
+        self.impl, self.source, self.tasks = impl, source, {t.function: t for t in tasks}
 
     def __getattr__(self, function):
-        return lambda *args, **kwargs: _call(self.impl, function, args, kwargs, self.source)
+        task = self.tasks[function]
+
+        def call(*args, **kwargs):
+            value = _call(self.impl, function, args, kwargs, self.source)
+            arrays = {k: _as_array(v, k) for k, v in _outputs(task, value).items()}
+            return _pack(task.outputs[0] if len(task.outputs) == 1 else task.outputs, arrays)
+        return call
+
+
+def _pack(names, arrays):
+    """The inverse of ``_flatten``: the nested structure again, from {name: array}."""
+    if isinstance(names, str):
+        return arrays[names]
+    return tuple(_pack(n, arrays) for n in names)
 
 
 def _call(impl, function, args, kwargs, source):
@@ -288,11 +308,13 @@ def _call(impl, function, args, kwargs, source):
 
 def _compare(task, case, learner):
     """None when the learner's outputs match the reference's, else the detail lines."""
-    got = {k: _as_array(v, k) for k, v in _outputs(task, getattr(learner, task.function)(**case.kwargs)).items()}
+    got = _outputs(task, getattr(learner, task.function)(**case.kwargs))
     expected = {k: np.asarray(v, dtype=np.float64) for k, v in _outputs(task, task.reference(**case.kwargs)).items()}
     bad = [name for name, exp in expected.items() if not _close(got[name], exp)]
     if not bad:
         return None
+    if len({got[n].shape for n in bad} | {expected[n].shape for n in bad}) == 1:  # where it went wrong first
+        bad.sort(key=lambda n: _first_bad(got[n], expected[n], task.from_end), reverse=task.from_end)
     lines = [_mismatch(name, got[name], expected[name], task.axes.get(name), task.from_end) for name in bad]
     if not all(np.all(np.isfinite(got[name])) for name in bad):
         lines.append("your output holds nan or inf: an exp that overflowed, a log of 0 or a division by 0?")
@@ -315,7 +337,7 @@ def _compare(task, case, learner):
 def grade(exercise: "Exercise", impl, source: str) -> Result:
     """Run every check of ``exercise`` on ``impl`` (a module or namespace of functions)."""
     res = Result(exercise.name, source)
-    learner = _Learner(impl, source)
+    learner = _Learner(impl, source, exercise.tasks)
     missing = []  # the functions still raising NotImplementedError, in order
     at = []  # where their one line goes
 
