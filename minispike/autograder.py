@@ -184,7 +184,8 @@ def _run_gradcheck(gc, impl):
         gradcheck(fn, inputs, name=gc.name)
     except GradcheckError as e:
         msg = re.sub(r"input (\d+) ", lambda m: f"input {names[int(m.group(1))]} ", str(e))
-        return "the gradient is not the derivative of the forward: " + msg.replace(f"gradcheck failed for {gc.name}: ", "")
+        msg = msg.replace(f"gradcheck failed for {gc.name}: ", "")
+        return f"the gradient is not the derivative of the forward: {msg}"
     return None
 
 
@@ -544,7 +545,8 @@ def _ex01_cases():
                           ((4, 1), (1, 5), "a (4, 1) * b (1, 5): both stretched"),
                           ((3, 2), (3, 2), "a (3, 2) * b (3, 2): no broadcasting")]:
         a, b = r.standard_normal(sa), r.standard_normal(sb)
-        cases.append(Case("mul_backward", label, {"a": a, "b": b, "grad": r.standard_normal(np.broadcast_shapes(sa, sb))}))
+        grad = r.standard_normal(np.broadcast_shapes(sa, sb))
+        cases.append(Case("mul_backward", label, {"a": a, "b": b, "grad": grad}))
     return cases
 
 
