@@ -340,13 +340,14 @@ def grade(exercise: "Exercise", impl, source: str) -> Result:
     res = Result(exercise.name, source)
     learner = _Learner(impl, source, exercise.tasks)
     missing = []  # the functions still raising NotImplementedError, in order
-    at = []  # where their one line goes
+    missing_at = None  # where their one line goes
 
     def not_written(function):
+        nonlocal missing_at
         if function not in missing:
             missing.append(function)
-        if not at:
-            at.append(len(res.lines))
+        if missing_at is None:
+            missing_at = len(res.lines)
 
     def record(name, failure):
         res.checks += 1
@@ -383,7 +384,7 @@ def grade(exercise: "Exercise", impl, source: str) -> Result:
         record(f"gradcheck {gc.name}", failure)
     if missing:
         res.not_implemented = True
-        res.lines.insert(at[0], f"  FAIL  not implemented yet: fill in {' and '.join(missing)} in {source}")
+        res.lines.insert(missing_at, f"  FAIL  not implemented yet: fill in {' and '.join(missing)} in {source}")
     return res
 
 
@@ -426,8 +427,7 @@ def grade_file(path: str, exercise: "Exercise" | None = None) -> Result:
         module = load_module(path)
     except Exception as e:  # a syntax error or a failing import in the learner's file
         res = Result(exercise.name, path, checks=1, failures=1)
-        where = f" (line {e.lineno})" if isinstance(e, SyntaxError) else ""
-        res.lines.append(f"  FAIL  could not import {path}: {type(e).__name__}: {e}{where}")
+        res.lines.append(f"  FAIL  could not import {path}: {type(e).__name__}: {e}")
         return res
     return grade(exercise, module, path)
 
