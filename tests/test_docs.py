@@ -29,7 +29,10 @@ ATTR = re.compile(r"^([A-Z]\w*(?:\.\w+)+|[a-z]\w*\.[a-z_]\w*)$")
 FILE_TYPES = {"py", "json", "jsonl", "md", "txt", "npz", "png", "svg", "safetensors", "tsv", "cfg", "toml", "ipynb"}
 NOTATION = re.compile(r"_[A-Za-z0-9]$")  # a one-character subscript: LN_i, SpikeLinear_q, W_c
 # Files named in the docs that live in another repository, said so in the text beside them.
-EXTERNAL = {"model/new_spikformer.py"}  # the official SpikeBERT code (differences-from-official.md)
+EXTERNAL = {
+    "model/new_spikformer.py",  # the official SpikeBERT code (differences-from-official.md)
+    "snntorch/_neurons/leaky.py",  # snnTorch's Leaky neuron (lif.md)
+}
 # Where a bare or partial path written in a page is looked for.
 SEARCH_DIRS = ("", "minispike", "tests", "examples", "benchmarks", "exercises")
 
