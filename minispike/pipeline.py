@@ -694,6 +694,8 @@ def plot_run(run_dir, out_dir, task=None, data_dir=None):
                                            teacher=teacher if os.path.isfile(teacher) else None))
     student_dir = next((os.path.join(run_dir, d) for d in ("stage2", ".", "direct", "stage1")
                         if os.path.isdir(os.path.join(run_dir, d, "checkpoints", "best"))), None)
+    if student_dir is None and os.path.isfile(os.path.join(run_dir, "config.json")) and _kind(run_dir) == "student":
+        student_dir = run_dir  # a checkpoint directory itself (e.g. written by import-official)
     if student_dir is not None:
         model, tok, kind = load_any(student_dir)
         if kind == "student":
