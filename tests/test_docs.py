@@ -67,9 +67,21 @@ def example_numbers():
     return sorted(int(m.group(1)) for p in (ROOT / "examples").iterdir() if (m := EXAMPLE.match(p.name)))
 
 
+NUMBER_WORDS = "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen".split()
+# "12 examples", "twelve numbered examples"; and the examples index's title, "... in eleven steps"
+COUNT = re.compile(r"\b(\d+|%s) (?:numbered )?examples\b|^#.*\bin (\d+|%s) steps\b"
+                   % ("|".join(NUMBER_WORDS), "|".join(NUMBER_WORDS)), re.I | re.M)
+
+
 def range_errors(text, highest):
-    """Every "01 to NN" a page writes about the examples, where NN is not the last example."""
-    return [m.group(0) for m in RANGE.finditer(text) if int(m.group(1)) != highest]
+    """Every "01 to NN" a page writes about the examples where NN is not the last example, and
+    every count of examples ("twelve examples", a title "in eleven steps") that is not their number."""
+    bad = [m.group(0) for m in RANGE.finditer(text) if int(m.group(1)) != highest]
+    for m in COUNT.finditer(text):
+        word = (m.group(1) or m.group(2)).lower()
+        if (int(word) if word.isdigit() else NUMBER_WORDS.index(word)) != highest:
+            bad.append(m.group(0))
+    return bad
 
 
 def test_examples_are_numbered_without_gaps():
@@ -88,6 +100,9 @@ def test_range_check_reads_the_phrase():
     assert range_errors("the numbered examples in [examples/](x), 01 to 10, in order", 12) == [
         "examples in [examples/](x), 01 to 10"]
     assert range_errors("examples 01 to 12", 12) == [] and range_errors("between 776 to 2,210", 12) == []
+    assert range_errors("# Examples, in eleven steps\nthe 12 examples; twelve numbered examples", 12) == [
+        "# Examples, in eleven steps"]
+    assert range_errors("the neuron charges in four steps", 12) == []   # steps in prose, not a title
 
 
 def link_errors(page):
