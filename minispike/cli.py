@@ -27,6 +27,7 @@ import errno
 import json
 import math
 import os
+import shlex
 import sys
 import warnings
 
@@ -57,10 +58,11 @@ def expected_errors() -> tuple:
     from .nn.module import StateDictError
     from .pipeline import PipelineError
     from .report import RunReportError
+    from .rundir import RunDirError
     from .text.tasks import DataError
     from .text.tokenizer import TokenizerError
     return (UserError, PipelineError, DataError, TokenizerError, CheckpointError, SafetensorsError, StateDictError,
-            OfficialFormatError, RunReportError, TrainingDiverged, OSError)
+            OfficialFormatError, RunReportError, TrainingDiverged, RunDirError, OSError)
 
 
 _OS_PROBLEMS = {errno.ENOENT: "not found", errno.EISDIR: "is a directory, expected a file",
@@ -110,7 +112,10 @@ def _add_data(p, task=True, from_checkpoint=False):
 
 def _add_run(p, out_default):
     p.add_argument("--out", default=out_default, help=f"run directory to write (default {out_default})")
-    p.add_argument("--resume", action="store_true", help="continue an interrupted run from its checkpoints/last")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run from its checkpoints/last "
+                   "(with the same settings; see docs/reliability.md)")
+    p.add_argument("--overwrite", action="store_true", help="start over in a directory that holds a run: the old run "
+                   "is moved aside to OUT.old-<date-time>, nothing is deleted")
     p.add_argument("--quiet", action="store_true", help="no progress bars (log.jsonl still records everything)")
     p.add_argument("--backend", choices=["numpy", "cupy"], default="numpy", help="array library (default numpy)")
     p.add_argument("--config", default=None, help="JSON file of option values (command-line flags win)")
@@ -153,7 +158,8 @@ def _train_config(a):
 def _stage_config(a):
     from .pipeline import StageConfig
     return StageConfig(task=getattr(a, "task", "builtin"), data_dir=a.data_dir, max_length=a.max_length,
-                       quiet=getattr(a, "quiet", False), resume=getattr(a, "resume", False))
+                       quiet=getattr(a, "quiet", False), resume=getattr(a, "resume", False),
+                       overwrite=getattr(a, "overwrite", False))
 
 
 def _overrides(a):
@@ -357,7 +363,7 @@ def cmd_run(a):
 
 def cmd_demo(a):
     from .pipeline import demo
-    summary = demo(a.out, quiet=a.quiet, fast=a.fast)
+    summary = demo(a.out, quiet=a.quiet, fast=a.fast, resume=a.resume)
     print(story(summary))
     return 0
 
@@ -524,6 +530,8 @@ def build_parser():
     p.add_argument("--out", default="runs/demo", help="run directory (default runs/demo)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--fast", action="store_true", help="a smaller, quicker demo (for tests)")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted demo (without it, a previous demo "
+                   "in --out is moved aside to OUT.old-<date-time>)")
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("download", help="fetch a task's files from their public sources, verify sha256")
@@ -726,12 +734,18 @@ def _apply_config_file(parser, argv):
     return parser.parse_args(argv), path, {k.replace("-", "_") for k in values}
 
 
+def resume_command(argv):
+    """The command that continues an interrupted run: the same one, with --resume, without --overwrite."""
+    rest = [a for a in argv if a != "--overwrite"]
+    return "python -m minispike " + shlex.join(rest + ([] if "--resume" in rest else ["--resume"]))
+
+
 def main(argv=None):
     """Run one command; every expected failure ends as one line on stderr and exit status 2."""
     argv = sys.argv[1:] if argv is None else [os.fspath(a) for a in argv]
     parser = build_parser()
     debug = "--debug" in argv
-    command = "minispike"
+    command, args = "minispike", None
     try:
         args, config_path, config_keys = _apply_config_file(parser, argv)
         if not getattr(args, "func", None):
@@ -745,9 +759,11 @@ def main(argv=None):
             backend.use(args.backend)
         with _warnings_as_lines():
             return args.func(args)
-    except KeyboardInterrupt:
-        print(f"{command}: interrupted; continue with --resume", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:  # TrainingInterrupted: saved after the step; else the second Ctrl-C
+        print(f"{command}: {e or 'stopped at once; the newest checkpoint on disk is kept'}"
+              + (f"; continue with: {resume_command(argv)}" if hasattr(args, "resume") else ""),
+              file=sys.stderr)
+        return 128 + getattr(e, "signal", 2)
     except Exception as e:
         if debug or not isinstance(e, expected_errors()):
             raise  # a bug in minispike (or --debug): the traceback is the report

@@ -3,30 +3,42 @@
 They differ only in the model pair and the loss, so each passes a ``loss_fn(batch) ->
 (loss Tensor, metrics dict)`` and an ``evaluate() -> metrics dict``. The loop does the rest:
 
-    for each step:   loss = loss_fn(batch)                     (NaN/inf: stop, name the step)
-                     grads = backward(loss);  clip to a global norm
+    for each step:   loss = loss_fn(batch)
+                     grads = backward(loss);  g = global gradient norm; clip to it
+                     loss or g NaN/inf: stop before the update, name the step and tensor
                      lr = cosine schedule with linear warm-up
                      AdamW step (decoupled weight decay)
     every eval:      metrics = evaluate()  (dev split only) -> log.jsonl; best -> checkpoints/best
-    every N steps:   checkpoints/last  (weights, optimizer moments, step, data position, RNG)
+    every N steps:   checkpoints/last  (weights, optimizer moments, step, data position, RNG,
+                     how many log records precede it)
+    before each save: every tensor must be finite (else stop: no checkpoint holds a NaN)
+    SIGINT/SIGTERM:  finish the step, save checkpoints/last, stop (TrainingInterrupted);
+                     a second signal stops at once
 
-A run directory holds ``config.json``, ``log.jsonl``, ``checkpoints/{last,best}`` and
-``metrics.json``. ``resume=True`` continues from ``checkpoints/last`` exactly: the same
-optimizer state, schedule position, random generator and data order.
+The run directory (``rundir``: config.json, log.jsonl, checkpoints/{last,best},
+metrics.json, a lock) is held for the whole loop. ``resume=True`` continues from
+``checkpoints/last`` exactly: the same optimizer state, schedule position, random
+generator, data order, and the log cut back to what it held at that checkpoint; settings
+that differ from config.json are refused (``rundir.CHANGEABLE`` may change, and are
+recorded).
 """
 from __future__ import annotations
 
 import json
 import math
 import os
+import signal
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 
-from . import backend, optim
-from .io.checkpoint import load_checkpoint, save_checkpoint, write_json
+from . import backend, optim, rundir
+from .io.checkpoint import load_checkpoint, read_json, save_checkpoint, write_json
+from .io.safetensors import atomic_write
+from .nn.module import first_non_finite
 from .progress import Progress
 
-__all__ = ["TrainConfig", "TrainingDiverged", "fit", "RunLog", "load_weights"]
+__all__ = ["TrainConfig", "TrainingDiverged", "TrainingInterrupted", "fit", "RunLog", "load_weights"]
 
 
 @dataclass
@@ -53,32 +65,80 @@ class TrainConfig:
 
 
 class TrainingDiverged(RuntimeError):
-    """The loss became NaN or infinite; the last good checkpoint is left as it was."""
+    """The loss, the gradients or the weights became NaN or infinite; nothing of that step
+    was applied or saved, and the checkpoints on disk are left as they were (all finite)."""
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM: the step was finished and ``checkpoints/last`` saved; ``--resume``
+    continues exactly. ``signal``: the signal's number; ``checkpoint``: the directory saved."""
+
+    def __init__(self, message, signum, checkpoint):
+        super().__init__(message)
+        self.signal, self.checkpoint = signum, checkpoint
+
+    def __str__(self):
+        return str(self.args[0])
 
 
 class RunLog:
-    """Append-only JSON-lines log of a run (``log.jsonl``), one object per event."""
+    """Append-only JSON-lines log of a run (``log.jsonl``), one object per event.
+
+    ``records`` counts the lines written; a checkpoint stores it, so that a resumed run cuts
+    the log back to exactly what it held at that checkpoint (``truncate_to``)."""
 
     def __init__(self, run_dir):
         self.path = os.path.join(run_dir, "log.jsonl")
+        self.records = 0
 
     def write(self, **record):
         record.setdefault("time", round(time.time(), 3))
         with open(self.path, "a", encoding="utf-8") as f:
             f.write(json.dumps(record, default=float) + "\n")
+        self.records += 1
 
     def read(self):
-        if not os.path.exists(self.path):
-            return []
-        with open(self.path, encoding="utf-8") as f:
-            return [json.loads(line) for line in f if line.strip()]
+        return rundir.read_log(self.path) if os.path.exists(self.path) else []
 
-    def truncate_after(self, step):
-        """On resume: forget entries logged after the checkpoint's step (they will be redone)."""
-        kept = [r for r in self.read() if r.get("step", 0) <= step]
-        with open(self.path, "w", encoding="utf-8") as f:
-            for r in kept:
-                f.write(json.dumps(r) + "\n")
+    def start(self):
+        """A fresh run: a fresh, empty log."""
+        atomic_write(self.path, lambda f: None)
+        self.records = 0
+
+    def truncate_to(self, count):
+        """On resume: keep the first ``count`` records (those before the checkpoint; a torn
+        last line is dropped with them), atomically."""
+        kept = self.read()[:count]
+        text = "".join(json.dumps(r) + "\n" for r in kept)
+        atomic_write(self.path, lambda f: f.write(text.encode("utf-8")))
+        self.records = len(kept)
+
+
+class _StopOnSignal:
+    """While active, SIGINT/SIGTERM ask the loop to stop after the current step (``signum``);
+    a second one raises KeyboardInterrupt at once. Only in the main thread (where Python
+    delivers signals); elsewhere a no-op."""
+
+    SIGNALS = tuple(s for s in (getattr(signal, "SIGINT", None), getattr(signal, "SIGTERM", None)) if s)
+
+    def __init__(self):
+        self.signum, self.previous = None, {}
+
+    def _handle(self, signum, frame):
+        if self.signum is not None:
+            raise KeyboardInterrupt
+        self.signum = signum
+        rundir.note(f"{signal.Signals(signum).name}: stopping after this step and saving a checkpoint "
+                    "to --resume from (press Ctrl-C again to stop at once, without saving)")
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self.previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
+        return self
+
+    def __exit__(self, *exc):
+        for s, handler in self.previous.items():
+            signal.signal(s, signal.SIG_DFL if handler is None else handler)
 
 
 def _optimizer_tensors(opt, names):
@@ -118,7 +178,12 @@ def fit(run_dir, model, loss_fn, data, evaluate, cfg: TrainConfig, *, model_conf
     accuracy, and the earliest of them is often a near-uniform model). Returns a dict with the
     best dev metrics, the step they were reached at and the wall time.
     """
-    os.makedirs(run_dir, exist_ok=True)
+    with rundir.claim(run_dir, resume=resume) as claimed, _StopOnSignal() as stop:
+        return _fit(claimed, model, loss_fn, data, evaluate, cfg, model_config, resume, quiet, desc, writer, stop)
+
+
+def _fit(claimed, model, loss_fn, data, evaluate, cfg, model_config, resume, quiet, desc, writer, stop):
+    run_dir = claimed.path
     ckpt_dir = os.path.join(run_dir, "checkpoints")
     last_dir, best_dir = os.path.join(ckpt_dir, "last"), os.path.join(ckpt_dir, "best")
     log = RunLog(run_dir)
@@ -132,35 +197,67 @@ def fit(run_dir, model, loss_fn, data, evaluate, cfg: TrainConfig, *, model_conf
         total_steps = min(total_steps, cfg.max_steps)
     warmup = int(cfg.warmup_ratio * total_steps)
 
+    config = {"train": cfg.to_dict(), "model": model_config}
+    if claimed.settings is not None:
+        config["settings"] = claimed.settings
     step, epoch, position, best, best_step, elapsed = 0, 0, 0, -math.inf, None, 0.0
     best_loss = math.inf  # the dev loss at the best checkpoint: breaks ties of the selection metric
+    last_eval = saved_at = None  # the steps of the newest evaluation and checkpoints/last
     backend.seed(cfg.seed)
-    if resume and os.path.isdir(last_dir):
+    if resume:
+        config_path = os.path.join(run_dir, "config.json")
+        stored = read_json(config_path, "config.json") if os.path.isfile(config_path) else {}
+        rundir.refuse_changed(run_dir, stored, rundir.normalise(config))
         ckpt = load_checkpoint(last_dir)
+        bad = first_non_finite(ckpt.tensors)
+        if bad:
+            raise rundir.RunDirError(f"{ckpt.path}: tensor {bad} holds NaN or infinite values; refusing to resume")
         state = ckpt.extra or {}
         model.load_state_dict({k: v for k, v in ckpt.tensors.items() if not k.startswith("optimizer.")},
-                              source=last_dir)
+                              source=ckpt.path)
         _restore_optimizer(opt, names, ckpt.tensors, state)
         step, epoch, position = state["step"], state["epoch"], state["position"]
         best, best_step, elapsed = state["best"], state["best_step"], state["elapsed"]
         best_loss = state.get("best_loss", math.inf)
+        last_eval, saved_at = state.get("last_eval"), step
         backend.get_rng().bit_generator.state = state["rng"]
-        log.truncate_after(step)
+        log.truncate_to(state["log_records"])
+        write_json(config_path, {**stored, **config})  # the changeable settings as they are now
         log.write(event="resume", step=step, epoch=epoch, position=position)
-    else:  # a fresh run: a fresh log (the checkpoints are replaced too)
-        open(log.path, "w").close()
-        write_json(os.path.join(run_dir, "config.json"), {"train": cfg.to_dict(), "model": model_config})
+    else:  # a fresh run (claim made sure the directory holds no other run)
+        log.start()
+        write_json(os.path.join(run_dir, "config.json"), config)
         log.write(event="start", step=0, total_steps=total_steps, batches_per_epoch=batches_per_epoch)
 
+    def diverged(what, tensor=None):
+        log.write(event="diverged", step=step, reason=what, tensor=tensor)
+        kept = [f"{d} (step {load_checkpoint(d, load_tensors=False).extra['step']})"
+                for d in (best_dir, last_dir) if os.path.isdir(d)]
+        raise TrainingDiverged(
+            f"training diverged at step {step} (epoch {epoch + 1}, batch {position}): {what}"
+            + (f"; first non-finite tensor: {tensor}" if tensor else "")
+            + "; nothing of it was applied or saved. "
+            + (f"The checkpoints on disk hold finite weights and load: {', '.join(kept)}. " if kept else
+               "No checkpoint was written before it. ")
+            + "Start again with a lower --lr (or a --clip-norm) and --overwrite, or in another --out")
+
+    def checked(tensors, what):
+        bad = first_non_finite(tensors)
+        if bad:
+            diverged(f"the {what} to be saved are not finite", bad)
+        return tensors
+
     def save_last():
+        nonlocal saved_at
         state = {"step": step, "epoch": epoch, "position": position, "best": best, "best_loss": best_loss, "best_step": best_step,
                  "elapsed": elapsed + time.perf_counter() - t0, "optimizer_step": opt.step_count,
-                 "lr": opt.lr, "rng": backend.get_rng().bit_generator.state}
+                 "lr": opt.lr, "rng": backend.get_rng().bit_generator.state, "last_eval": last_eval,
+                 "log_records": log.records}
         tensors = dict(model.state_dict())
         tensors.update(_optimizer_tensors(opt, names))
-        save_checkpoint(last_dir, tensors, model_config, extra=state, writer=writer)
-
-    last_eval = None
+        save_checkpoint(last_dir, checked(tensors, "weights and optimizer moments"), model_config, extra=state,
+                        writer=writer)
+        saved_at = step
 
     def run_eval():
         nonlocal best, best_loss, best_step, last_eval
@@ -173,7 +270,7 @@ def fit(run_dir, model, loss_fn, data, evaluate, cfg: TrainConfig, *, model_conf
         loss = metrics.get("dev_loss", math.inf)  # ties (e.g. equal accuracy on a small dev set): lower loss wins
         if value > best or (value == best and loss < best_loss):
             best, best_loss, best_step = value, loss, step
-            save_checkpoint(best_dir, model.state_dict(), model_config,
+            save_checkpoint(best_dir, checked(model.state_dict(), "weights"), model_config,
                             extra={"step": step, "dev": metrics}, writer=writer)
         return metrics
 
@@ -188,38 +285,54 @@ def fit(run_dir, model, loss_fn, data, evaluate, cfg: TrainConfig, *, model_conf
                     break
                 opt.lr = optim.cosine_schedule(step, total_steps, cfg.lr, warmup, cfg.min_lr_ratio)
                 loss, metrics = loss_fn(batch)
-                value = float(loss.item())
-                if not math.isfinite(value):
-                    log.write(event="diverged", step=step, loss=str(value))
-                    raise TrainingDiverged(
-                        f"the loss became {value} at step {step} (epoch {epoch + 1}, batch {position}); "
-                        f"the last good checkpoint is {last_dir if os.path.isdir(last_dir) else 'not written yet'}")
                 opt.zero_grad()
                 loss.backward()
-                grad_norm = optim.clip_grad_norm(params, cfg.clip_norm) if cfg.clip_norm else None
+                grad_norm = optim.clip_grad_norm(params, cfg.clip_norm or math.inf)  # 0 = no clipping
+                value, norm = _to_host(loss.data, grad_norm)  # the step's one device sync
+                if not math.isfinite(value):
+                    diverged(f"the loss is {value}", first_non_finite(model.state_dict()))
+                if not math.isfinite(norm):
+                    diverged(f"the gradient norm is {norm}",
+                             first_non_finite({k: p.grad for k, p in zip(names, params) if p.grad is not None}))
                 opt.step()
                 step += 1
                 position += 1
                 tokens = int(batch["mask"].sum())
                 logged = step % 10 == 0 or step == 1
-                if logged:  # loss terms and the norm stay on the device until here: one sync each
+                if logged:  # loss terms stay on the device until here: one sync each
                     metrics = {k: float(v) for k, v in metrics.items()}
                 bar.update(1, tokens=tokens, loss=value, **{k: v for k, v in metrics.items() if isinstance(v, float)})
                 if logged:
-                    log.write(event="train", step=step, epoch=epoch, loss=value, lr=opt.lr,
-                              grad_norm=None if grad_norm is None else float(grad_norm), **metrics)
+                    log.write(event="train", step=step, epoch=epoch, loss=value, lr=opt.lr, grad_norm=norm, **metrics)
                 if cfg.eval_every and step % cfg.eval_every == 0:
                     run_eval()
                 if cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
                     save_last()
+                if stop.signum is not None:
+                    if saved_at != step:
+                        save_last()
+                    name = signal.Signals(stop.signum).name
+                    log.write(event="interrupted", step=step, signal=name)
+                    raise TrainingInterrupted(f"{name} after step {step}: saved {last_dir}, from which --resume "
+                                              "continues exactly",
+                                              stop.signum, last_dir)
         if position >= n:
             if not cfg.eval_every:
                 run_eval()
             epoch, position = epoch + 1, 0
     if last_eval != step:
         run_eval()
-    save_last()
+    if saved_at != step:
+        save_last()
     wall = elapsed + time.perf_counter() - t0
     summary = {"best_dev": best, "best_step": best_step, "steps": step, "wall_seconds": round(wall, 1)}
     log.write(event="end", step=step, **summary)
     return summary
+
+
+def _to_host(loss, norm):
+    """(loss, gradient norm) as Python floats, in one device-to-host copy."""
+    xp = backend.get_array_module(loss)
+    pair = xp.stack([xp.asarray(loss, dtype=xp.float64).reshape(()), xp.asarray(norm, dtype=xp.float64).reshape(())])
+    value, norm = backend.to_numpy(pair).tolist()
+    return value, norm

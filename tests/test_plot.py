@@ -165,7 +165,7 @@ def test_training_curves(tmp_path, figures):
     check(plot.training_curves(empty, tmp_path, dpi=DPI, figsize=(4, 3), filename="empty"), (4, 3))
     assert_readable(figures[-1])
     bad = tmp_path / "bad.jsonl"
-    bad.write_text('{"step": 1}\nnot json\n')
+    bad.write_text('{"step": 1}\nnot json\n{"step": 2}\n')  # a torn *last* line is skipped (rundir.read_log)
     with pytest.raises(ValueError, match="bad.jsonl:2"):
         plot.training_curves(bad, tmp_path)
 

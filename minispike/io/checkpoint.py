@@ -10,33 +10,38 @@ A checkpoint is one directory in the layout every BERT checkpoint on the hub use
 Atomicity: everything is written into a fresh temporary sibling directory
 ``.<name>.tmp-XXXX``; only when every file is complete (and fsynced) is it swapped in:
 
-    1. rename the old directory (if any) to ``.<name>.old-XXXX``
+    1. rename the old directory (if any) to ``.<name>.old-<nanoseconds>``
     2. rename the temporary directory to ``<name>``
     3. delete the old directory
 
 A crash before 2 leaves the old checkpoint untouched; a crash between 1 and 2 leaves the
-old checkpoint complete under ``.<name>.old-XXXX``, which ``load_checkpoint`` falls back to
-(and says so). A half-written checkpoint is never visible under ``<name>``.
+old checkpoint complete under ``.<name>.old-<ns>``, which ``load_checkpoint`` falls back to
+(the newest such backup, and says so). A half-written checkpoint is never visible under
+``<name>``. ``repair_checkpoints(parent)``, called when a run starts, tidies what a crash
+left: temporary directories are deleted, a backup whose checkpoint is missing is renamed
+back to ``<name>``, other backups are deleted. JSON files are written atomically too
+(temporary file, fsync, rename).
 
 Generic: the student, the teacher and optimizer states all use
 ``save_checkpoint(dir, tensors, config, extra)`` / ``load_checkpoint(dir)``.
 """
 from __future__ import annotations
 
-import glob
 import json
 import os
+import re
 import shutil
 import tempfile
+import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 
-from .safetensors import load_file, save_file
+from .safetensors import atomic_write, load_file, save_file
 
 __all__ = ["Checkpoint", "CheckpointError", "save_checkpoint", "load_checkpoint",
-           "CONFIG_NAME", "WEIGHTS_NAME", "STATE_NAME", "write_json", "read_json"]
+           "CONFIG_NAME", "WEIGHTS_NAME", "STATE_NAME", "write_json", "read_json", "repair_checkpoints"]
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -67,12 +72,9 @@ def _json_default(o):
 
 
 def write_json(path, obj):
-    """Write ``obj`` as indented JSON to ``path`` (not atomic on its own; use inside a temp dir)."""
-    with open(path, "w", encoding="utf-8") as f:
-        json.dump(obj, f, indent=2, sort_keys=True, default=_json_default)
-        f.write("\n")
-        f.flush()
-        os.fsync(f.fileno())
+    """Write ``obj`` as indented JSON to ``path`` atomically (a kill leaves the old file or the new)."""
+    text = json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n"
+    atomic_write(path, lambda f: f.write(text.encode("utf-8")))
 
 
 def read_json(path, what="JSON file"):
@@ -141,8 +143,7 @@ def save_checkpoint(directory, tensors, config, extra=None, files=None, writer=N
         _fsync_dir(tmp)
         old = None
         if os.path.exists(directory):
-            old = tempfile.mkdtemp(prefix=f".{name}.old-", dir=parent)
-            os.rmdir(old)
+            old = os.path.join(parent, f".{name}.old-{time.time_ns()}")  # the number orders backups
             os.replace(directory, old)
         os.replace(tmp, directory)
         _fsync_dir(parent)
@@ -175,9 +176,8 @@ def load_checkpoint(directory, dtype=None, load_tensors=True):
     """
     directory = os.path.abspath(os.fspath(directory))
     if not os.path.isdir(directory):
-        parent, name = os.path.split(directory)
-        backups = sorted(glob.glob(os.path.join(parent, f".{name}.old-*")))
-        if backups and os.path.isfile(os.path.join(backups[-1], WEIGHTS_NAME)):
+        backups = _backups(directory)
+        if backups and _complete(backups[-1]):
             warnings.warn(f"{directory}: missing; an interrupted save left the previous checkpoint at "
                           f"{backups[-1]}, loading that")
             directory = backups[-1]
@@ -193,3 +193,70 @@ def load_checkpoint(directory, dtype=None, load_tensors=True):
     files = sorted(f for f in os.listdir(directory) if f not in (CONFIG_NAME, WEIGHTS_NAME, STATE_NAME))
     return Checkpoint(directory, tensors, config, extra, files)
 
+
+
+_BACKUP = re.compile(r"^\.(?P<name>.+)\.old-(?P<tag>[^.]+)$")
+_TEMPORARY = re.compile(r"^\..+\.tmp-[^.]+$")  # save_checkpoint's temporary directory
+_TEMPORARY_FILE = re.compile(r"^\..+\.tmp$")  # atomic_write's temporary file
+
+
+def _backups(directory):
+    """The backups an interrupted save of ``directory`` left beside it, oldest first (by the
+    nanoseconds in their name; older minispike versions named them at random: by mtime)."""
+    parent, name = os.path.split(directory)
+    found = [(m["tag"], os.path.join(parent, e)) for e in (os.listdir(parent) if os.path.isdir(parent) else ())
+             if (m := _BACKUP.match(e)) and m["name"] == name]
+    return [path for _, path in sorted(found, key=lambda t: int(t[0]) if t[0].isdigit() else os.stat(t[1]).st_mtime_ns)]
+
+
+def _complete(directory):
+    return all(os.path.isfile(os.path.join(directory, f)) for f in (WEIGHTS_NAME, CONFIG_NAME))
+
+
+def repair_checkpoints(parent):
+    """Tidy the checkpoints under ``parent`` after a crash; returns one sentence per repair.
+
+    Temporary directories and files of an unfinished save are deleted. A checkpoint missing while a
+    complete backup of it exists (a crash between the two renames) gets the newest backup
+    back; every other backup is a leftover of a finished save and is deleted. Call it only
+    while holding the run directory (no save can be in progress).
+    """
+    notes = []
+    if not os.path.isdir(parent):
+        return notes
+    for entry in sorted(os.listdir(parent)):
+        path = os.path.join(parent, entry)
+        if _TEMPORARY.match(entry) and os.path.isdir(path):
+            shutil.rmtree(path)
+        elif _TEMPORARY_FILE.match(entry) and os.path.isfile(path):
+            os.unlink(path)
+        else:
+            continue
+        notes.append(f"removed {path}, left by a save that was interrupted")
+    names = {m["name"] for e in os.listdir(parent) if (m := _BACKUP.match(e))}
+    for name in sorted(names):
+        directory = os.path.join(parent, name)
+        backups = _backups(directory)
+        if not os.path.isdir(directory) and _complete(backups[-1]):
+            os.replace(backups.pop(), directory)
+            notes.append(f"{directory}: put back from the backup an interrupted save left beside it")
+        for b in backups:
+            shutil.rmtree(b)
+    return notes
+
+
+_JSON_TYPES = {"int": (int,), "float": (int, float), "bool": (bool,), "str": (str,), "dict": (dict,),
+               "list": (list,), "None": (type(None),)}
+
+
+def check_config_types(config) -> None:
+    """Refuse a configuration dataclass (read from a config.json) whose fields hold values of the
+    wrong JSON type, e.g. ``"dim": "256"``, naming the key; true/false is not a number here."""
+    for f in fields(config):
+        kinds = [k.strip() for k in str(f.type).split("|")]
+        if not all(k in _JSON_TYPES for k in kinds):
+            continue  # an annotation this check does not read (e.g. tuple)
+        value = getattr(config, f.name)
+        if not any(isinstance(value, _JSON_TYPES[k]) and not (isinstance(value, bool) and k in ("int", "float"))
+                   for k in kinds):
+            raise ValueError(f"key {f.name!r} is {value!r} ({type(value).__name__}); expected {' or '.join(kinds)}")
