@@ -21,6 +21,7 @@ LINK = re.compile(r"!?\[[^\]\n]*\]\(([^)\s]+)\)")
 EXAMPLE = re.compile(r"^(\d\d)_\w+\.py$")
 RANGE = re.compile(r"\b(?:examples?\b[^.\n]{0,60}?)?\b01 to (\d\d)\b")
 PY_PATH = re.compile(r"^([\w./-]+\.py)(?:::(\w+))?$")
+COMMAND = re.compile(r"\bpython3? ([\w./-]+\.py)\b")  # python examples/05_spiking_network.py --fast
 DOTTED = re.compile(r"\bminispike(?:\.\w+)+")
 # A call written in backticks, `name(...)` or `Owner.name(...)`, or a bare `Class.method`:
 # names with an underscore or a dot, so that maths in backticks (`softmax(z)`, `Theta(E)`) is not read as code.
@@ -136,18 +137,28 @@ def find_file(path):
     return None
 
 
-def file_errors(text):
-    errors = []
+def py_paths(text):
+    """``(path, test name or None)`` for every Python file a page names: in a backticked span
+    outside the fenced blocks, or run as ``python path.py`` anywhere (shell blocks too)."""
     for span in SPAN.findall(prose(text)):
         for word in span.split():
             m = PY_PATH.match(word.strip(",;:()"))
-            if not m or m.group(1) in EXTERNAL:
-                continue
-            found = find_file(m.group(1))
-            if found is None:
-                errors.append(m.group(1))
-            elif m.group(2) and not re.search(rf"^\s*def {m.group(2)}\b", found.read_text(encoding="utf-8"), re.M):
-                errors.append(f"{m.group(1)}::{m.group(2)}")
+            if m:
+                yield m.group(1), m.group(2)
+    for m in COMMAND.finditer(text):
+        yield m.group(1), None
+
+
+def file_errors(text):
+    errors = []
+    for path, test in py_paths(text):
+        if path in EXTERNAL:
+            continue
+        found = find_file(path)
+        if found is None:
+            errors.append(path)
+        elif test and not re.search(rf"^\s*def {test}\b", found.read_text(encoding="utf-8"), re.M):
+            errors.append(f"{path}::{test}")
     return errors
 
 
@@ -252,6 +263,8 @@ def test_the_drift_checks_can_fail(known_names, tmp_path):
             "`layer_map_twin(a, b)` and `LIFFunction.backwards`; `softmax(z)`, `rec.firing_rates()`, "
             "`ops/nn.py`, `tests/test_lif.py` and `minispike.energy.count_ops` are fine.")
     assert file_errors(text) == ["minispike/nope.py", "tests/test_lif.py::test_no_such_test"]
+    assert file_errors("```bash\npython benchmarks/bench_nothing.py --steps 2\npython -m minispike demo\n```\n") == [
+        "benchmarks/bench_nothing.py"]
     assert name_errors(text, known_names) == ["minispike.energy.no_such_thing", "layer_map_twin",
                                               "LIFFunction.backwards"]
     page = tmp_path / "page.md"
