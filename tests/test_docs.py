@@ -43,7 +43,7 @@ def prose(text):
     return FENCE.sub("", text)
 
 
-@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(ROOT)))
 def test_doc_snippets_run(page, tmp_path, monkeypatch):
     blocks = BLOCK.findall(page.read_text(encoding="utf-8"))
     if not blocks:
@@ -90,7 +90,7 @@ def test_examples_are_numbered_without_gaps():
     assert numbers == list(range(1, len(numbers) + 1)), f"examples/ is numbered {numbers}"
 
 
-@pytest.mark.parametrize("page", PAGES + [ROOT / "examples" / "README.md"], ids=lambda p: p.parent.name + "/" + p.name)
+@pytest.mark.parametrize("page", PAGES + [ROOT / "examples" / "README.md"], ids=lambda p: str(p.relative_to(ROOT)))
 def test_the_example_range_a_page_names_is_the_examples_there_are(page):
     highest = example_numbers()[-1]
     bad = range_errors(page.read_text(encoding="utf-8"), highest)
@@ -117,7 +117,7 @@ def link_errors(page):
     return errors
 
 
-@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(ROOT)))
 def test_every_relative_link_points_to_a_file(page):
     bad = link_errors(page)
     assert not bad, f"{page.relative_to(ROOT)} links to missing files: {bad}"
@@ -162,7 +162,7 @@ def file_errors(text):
     return errors
 
 
-@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(ROOT)))
 def test_every_python_file_a_page_names_exists(page):
     bad = file_errors(page.read_text(encoding="utf-8"))
     assert not bad, f"{page.relative_to(ROOT)} names files or tests that are not there: {bad}"
@@ -252,7 +252,7 @@ def known_names():
     return package_names()
 
 
-@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(ROOT)))
 def test_every_name_a_page_writes_in_backticks_exists(page, known_names):
     bad = name_errors(page.read_text(encoding="utf-8"), known_names)
     assert not bad, f"{page.relative_to(ROOT)} names what the code does not have: {sorted(set(bad))}"
