@@ -1,39 +1,73 @@
 """The plumbing every numbered example shares, kept here so that each example shows just its idea.
 
 It puts the checkout on ``sys.path`` (the examples run from a checkout, no install needed),
-builds the command line every example accepts (``--out``, ``--fast``), finds matplotlib (Agg
-backend: files only, no window), saves a figure as a PNG, and loads the teacher the examples
-look at (all-MiniLM-L6-v2, or a tiny random BERT when its package is not installed).
+reads the options every example accepts (``--out``, ``--fast``, and its own), finds matplotlib
+(Agg backend: files only, no window), saves a figure as a PNG, and loads the teacher the
+examples look at (all-MiniLM-L6-v2, or a tiny random BERT when its package is not installed).
 
-An example imports it through the path of its own folder, so it runs as
-``python examples/NN_name.py`` from any working directory:
+Two ways to run an example, one option reader (``options``):
 
-    sys.path.insert(0, str(Path(__file__).resolve().parent))  # examples/: this file
+    python examples/05_spiking_network.py --fast --out /tmp/pictures     as a script: the command line
+    cell by cell (VS Code, PyCharm, Spyder, Jupyter, a notebook from      environment variables:
+    ``python -m minispike notebooks``)                                   MINISPIKE_FAST=1, MINISPIKE_OUT=DIR,
+                                                                         MINISPIKE_<OPTION>=value, else defaults
+
+An example imports this file from its own folder (or, in a notebook, from the working folder):
+
+    sys.path.insert(0, str(Path(globals().get("__file__", "here")).resolve().parent))
     import _shared
 """
 import argparse
+import os
 import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent  # examples/
 ROOT = HERE.parent  # the checkout
-if str(ROOT) not in sys.path:
+if (ROOT / "minispike").is_dir() and str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))  # `import minispike` from a checkout, no install needed
 
 ALWAYS_FAST = "accepted for uniformity (this example is always fast)"
+ENV_PREFIX = "MINISPIKE_"
+TRUE = ("1", "true", "yes", "on")
 
 
-def parser(doc, out_help="where the PNG goes", fast_help=ALWAYS_FAST):
-    """An ArgumentParser described by the first line of ``doc``, with ``--out`` and ``--fast``."""
-    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
-    ap.add_argument("--out", default=str(HERE / "out"), help=out_help)
-    ap.add_argument("--fast", action="store_true", help=fast_help)
-    return ap
+def options(description, *extra, out_help="where the pictures go", fast_help=ALWAYS_FAST, argv=None):
+    """The example's options: ``--out``, ``--fast`` and the ``extra`` ones, each an
+    ``(flag, add_argument keywords)`` pair such as ``("--steps", {"type": int, "default": None})``.
+
+    Run as a script (``sys.argv[0]`` is the calling file) they come from the command line;
+    run cell by cell, from ``MINISPIKE_<NAME>`` environment variables (``--data-dir`` reads
+    ``MINISPIKE_DATA_DIR``; a flag such as ``--fast`` is on when its variable is 1/true/yes),
+    else their defaults. ``argv`` forces a command line (for tests).
+    """
+    ap = argparse.ArgumentParser(description=description)
+    ap.add_argument("--out", default=str(HERE / "out"), help=out_help + " (env MINISPIKE_OUT)")
+    ap.add_argument("--fast", action="store_true", help=fast_help + " (env MINISPIKE_FAST=1)")
+    for flag, kw in extra:
+        ap.add_argument(flag, **kw)
+    if argv is None:
+        caller = sys._getframe(1).f_globals.get("__file__")  # the example that asked
+        as_script = caller is not None and Path(sys.argv[0]).resolve() == Path(caller).resolve()
+        argv = sys.argv[1:] if as_script else _argv_from_environment(ap)
+    return ap.parse_args(argv)
 
 
-def parse_args(doc, argv=None, **kw):
-    """``parser(doc, **kw).parse_args(argv)``, for an example with no options of its own."""
-    return parser(doc, **kw).parse_args(argv)
+def _argv_from_environment(ap):
+    """The command line the MINISPIKE_* environment variables spell for ``ap``'s options."""
+    argv = []
+    for action in ap._actions:
+        if not action.option_strings or action.dest == "help":
+            continue
+        value = os.environ.get(ENV_PREFIX + action.dest.upper())
+        if value is None:
+            continue
+        if action.nargs == 0:  # a flag: on or off
+            if value.strip().lower() in TRUE:
+                argv.append(action.option_strings[0])
+        else:
+            argv += [action.option_strings[0], value]
+    return argv
 
 
 def pyplot():
