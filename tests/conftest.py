@@ -1,4 +1,10 @@
-"""Shared fixtures: the strict backend, float64, paths to the shared data."""
+"""Shared fixtures: the strict backend, float64, paths to the shared data, the backend under test.
+
+``xp``-taking tests are backend-generic: they run on NumPy and the strict backend, and on CuPy
+too with ``python -m pytest --backend-under-test cupy`` (or ``MINISPIKE_TEST_BACKEND=cupy``),
+where those runs carry the ``device`` and ``gpu`` markers. Tests marked ``gpu`` skip, with the
+reason, where CuPy or a GPU is missing (benchmarks/gpu_check.sh runs them on a GPU).
+"""
 import os
 from pathlib import Path
 
@@ -29,10 +35,75 @@ def strict():
     return backend.use("strict")
 
 
-@pytest.fixture(params=["numpy", "strict"])
+BACKENDS = ("numpy", "strict", "cupy")
+
+
+def pytest_addoption(parser):
+    parser.addoption("--backend-under-test", choices=BACKENDS, default=os.environ.get("MINISPIKE_TEST_BACKEND"),
+                     help="also run the backend-generic (xp) tests on this backend; cupy needs a GPU "
+                          "(default: $MINISPIKE_TEST_BACKEND, else NumPy and strict only)")
+
+
+def gpu_unavailable():
+    """Why CuPy cannot run here (a one-line reason), or None when it can."""
+    try:
+        import cupy
+    except ImportError:
+        return "CuPy is not installed (pip install -e '.[gpu]' on a machine with an NVIDIA GPU)"
+    try:
+        cupy.cuda.runtime.getDeviceCount()
+    except Exception as e:  # CUDARuntimeError: no driver or no device
+        return f"CuPy is installed but finds no GPU: {e}"
+    return None
+
+
+def pytest_generate_tests(metafunc):
+    """``xp`` runs on NumPy and strict, and on the backend under test when it is another one."""
+    if "xp" in metafunc.fixturenames:
+        names = ["numpy", "strict"]
+        chosen = metafunc.config.getoption("--backend-under-test")
+        if chosen and chosen not in names:
+            names.append(chosen)
+        marks = {"cupy": [pytest.mark.device, pytest.mark.gpu], "strict": [pytest.mark.device]}
+        metafunc.parametrize("xp", [pytest.param(n, id=n, marks=marks.get(n, [])) for n in names], indirect=True)
+
+
+def pytest_runtest_setup(item):
+    if item.get_closest_marker("gpu"):
+        reason = gpu_unavailable()
+        if reason:
+            pytest.skip(reason)
+
+
+@pytest.fixture
 def xp(request):
-    """Run the test on both NumPy and the strict backend."""
+    """Run the test on NumPy, the strict backend and (``--backend-under-test cupy``) CuPy."""
     return backend.use(request.param)
+
+
+# -- tests/interop (marker interop): minispike against transformers, spikingjelly, snnTorch ----
+# They run in CI's second venv (.ci/run) and skip, with the reason, where those packages are
+# absent. Nothing is downloaded: their models are tiny random ones, or the installed MiniLM.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+_interop_skipped = []
+
+
+def pytest_runtest_logreport(report):
+    """In CI's interop venv (MINISPIKE_INTEROP_REQUIRED=1) every package is there on purpose: a
+    skip means the job checked less than it says, so it fails the run."""
+    if os.environ.get("MINISPIKE_INTEROP_REQUIRED") and report.skipped and "tests/interop/" in report.nodeid:
+        _interop_skipped.append(report.nodeid)
+
+
+pytest_collectreport = pytest_runtest_logreport  # a module skipped at import (no torch) counts too
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if _interop_skipped:
+        print(f"\ninterop: {len(_interop_skipped)} test(s) skipped where every interop package should be "
+              f"installed: {', '.join(_interop_skipped[:5])}")
+        session.exitstatus = 1
 
 
 @pytest.fixture
