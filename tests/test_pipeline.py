@@ -23,11 +23,14 @@ TINY = {"dim": 32, "depth": 2, "heads": 4}
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
-    """A tiny random BERT teacher fine-tuned on the built-in task, and a stage-1 student."""
+    """A tiny random BERT teacher fine-tuned on the built-in task, and a stage-1 student.
+
+    10 epochs: a random BERT this small sits at loss ln 2 for 6 to 9 epochs, then learns its
+    training sentences (at 2 epochs it had learned nothing, and the tests still passed)."""
     d = tmp_path_factory.mktemp("pipeline")
     teacher = make_small_teacher(d / "plain", builtin_texts(), hidden=32, layers=2, heads=4)
     cfg = StageConfig(task="builtin", max_length=24, quiet=True, cache_dir=str(d / "cache"))
-    t = finetune_teacher(d / "teacher", cfg, TrainConfig(epochs=2, lr=2e-3, batch_size=16), teacher=teacher)
+    t = finetune_teacher(d / "teacher", cfg, TrainConfig(epochs=10, lr=2e-3, batch_size=16), teacher=teacher)
     s1 = pretrain(d / "stage1", cfg, TrainConfig(epochs=1, lr=2e-3, batch_size=16, eval_every=5), teacher=teacher,
                   preset="tiny", student_overrides=TINY)
     return {"dir": d, "plain": teacher, "cfg": cfg, "teacher": t, "stage1": s1}
@@ -37,18 +40,24 @@ def losses(run_dir, key="loss"):
     return [r[key] for r in map(json.loads, open(Path(run_dir) / "log.jsonl")) if r["event"] == "train"]
 
 
+# The margins below were measured over seeds 0-3 of this fixture (teacher and stage 1 also 0-5):
+# a stage that does not learn stays near its first value, and the built-in dev and test splits
+# (30 sentences each) are too small for an accuracy a random tiny BERT could be held to.
 def test_teacher_run_directory(tiny):
     t = tiny["teacher"]
     d = tiny["dir"] / "teacher"
     assert {"config.json", "log.jsonl", "checkpoints", "metrics.json"} <= set(os.listdir(d))
-    assert 0.0 <= t["test_accuracy"] <= 1.0 and t["dev_accuracy"] >= 0.5
     assert os.path.isfile(os.path.join(t["checkpoint"], "vocab.txt"))
+    log = losses(d)
+    assert log[-1] < log[0] / 3, log  # measured: 0.69 -> 0.013 .. 0.15 (a learning-free run: 0.69 -> 0.69)
+    train = evaluate(d, tiny["cfg"], "train")  # the best checkpoint knows its training sentences
+    assert train["accuracy"] >= 0.9, train  # measured 0.95 .. 0.99; chance is 0.5
 
 
 def test_stage1_reduces_its_loss(tiny):
-    log = losses(tiny["dir"] / "stage1")
-    assert log[-1] < log[0]
-    assert tiny["stage1"]["held_out_loss"] > 0
+    features = losses(tiny["dir"] / "stage1", "loss_features")
+    assert features[-1] < features[0] / 2, features  # measured: falls 2.3x .. 3.3x in one epoch
+    assert 0 < tiny["stage1"]["held_out_loss"] < losses(tiny["dir"] / "stage1")[0] / 1.5
 
 
 def test_stage2_end_to_end_and_predict(tiny):
@@ -59,6 +68,9 @@ def test_stage2_end_to_end_and_predict(tiny):
     assert m["augmented_sentences"] > 0 and 0.0 <= m["test_accuracy"] <= 1.0
     log = losses(tiny["dir"] / "stage2")
     assert log[-1] < log[0]
+    features = losses(tiny["dir"] / "stage2", "loss_features")  # one batch per record: average halves
+    half = len(features) // 2
+    assert np.mean(features[half:]) < 0.9 * np.mean(features[:half]), features  # measured 0.72 .. 0.82
     again = evaluate(tiny["dir"] / "stage2", cfg, "test")
     assert again["kind"] == "student" and again["accuracy"] == m["test_accuracy"]
     out = predict(tiny["dir"] / "stage2", ["a wonderful, warm little film", "cold food and rude staff"])
