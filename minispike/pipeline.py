@@ -515,7 +515,7 @@ def evaluate(checkpoint, cfg: StageConfig | None = None, split="test"):
     enc, labels, data = _split(cfg, split, tok)
     acc = accuracy(model, _eval_batches(enc, labels, tok, cfg.eval_batch_size), quiet=cfg.quiet, desc=split)
     return {"checkpoint": os.fspath(checkpoint), "kind": kind, "task": data.task.name, "split": split,
-            "examples": len(data), "accuracy": acc}
+            "max_length": cfg.max_length, "examples": len(data), "accuracy": acc}
 
 
 def predict(checkpoint, texts, max_length=None, task=None):
