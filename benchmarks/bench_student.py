@@ -1,6 +1,7 @@
-"""Benchmark: one training step of the SpikeBERT student (cpu preset) on the host CPU.
+"""Benchmark: one training step of the SpikeBERT student (cpu preset) on the CPU or a GPU.
 
     python benchmarks/bench_student.py [--preset cpu] [--batch 32] [--seq 64] [--steps 5] [--warmup 1]
+    python benchmarks/bench_student.py --preset paper --backend cupy --json    # on a GPU
 
 Times forward + cross-entropy + backward + AdamW step on random token ids (full length, no
 padding), and reports tokens/s (batch x seq per step) and the peak resident memory of the
@@ -22,6 +23,14 @@ from minispike import backend, ops  # noqa: E402
 from minispike.models.spikebert import SpikeBert, SpikeBertConfig  # noqa: E402
 
 
+def device_memory():
+    """CuPy's memory pool after the run: the most device memory it held (it keeps what it took)."""
+    xp = backend.current()
+    if not hasattr(xp, "get_default_memory_pool"):
+        return {}
+    return {"device_pool_peak_mb": round(xp.get_default_memory_pool().total_bytes() / 2**20, 1)}
+
+
 def peak_rss_mb():
     r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
     return r / 1024 if sys.platform != "darwin" else r / 2**20
@@ -35,7 +44,7 @@ def main(argv=None):
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--vocab", type=int, default=30522)
-    ap.add_argument("--backend", default="numpy")
+    ap.add_argument("--backend", default="numpy", choices=["numpy", "cupy", "strict"])
     ap.add_argument("--json", action="store_true", help="print one JSON line")
     args = ap.parse_args(argv)
 
@@ -76,7 +85,7 @@ def main(argv=None):
     res = {"preset": args.preset, "dim": cfg.dim, "depth": cfg.depth, "heads": cfg.heads, "T": cfg.T,
            "batch": args.batch, "seq": args.seq, "step_s_mean": round(mean, 4), "step_s_best": round(best, 4),
            "tokens_per_s": round(tokens / mean, 1), "peak_rss_mb": round(peak_rss_mb(), 1),
-           "threads": os.cpu_count()}
+           "threads": os.cpu_count(), "backend": args.backend, **device_memory()}
     if args.json:
         print(json.dumps(res))
     else:

@@ -29,13 +29,22 @@ from minispike.optim import AdamW  # noqa: E402
 HF_REFERENCE = {"inference": 5000.0, "finetune_step": 1300.0}
 
 
+def synchronize():
+    """Wait for the GPU (CuPy runs kernels asynchronously): a timer must not stop before them."""
+    xp = backend.current()
+    if hasattr(xp, "cuda"):
+        xp.cuda.get_current_stream().synchronize()
+
+
 def timeit(fn, repeats, warmup=1):
     for _ in range(warmup):
         fn()
+    synchronize()
     times = []
     for _ in range(repeats):
         t = time.perf_counter()
         fn()
+        synchronize()
         times.append(time.perf_counter() - t)
     return statistics.median(times)
 
@@ -43,7 +52,11 @@ def timeit(fn, repeats, warmup=1):
 def bench_minispike(args):
     teacher = args.teacher or find_default_teacher()
     drop = {"hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0} if args.no_dropout else {}
-    if teacher:
+    if args.tiny:  # for dry runs of the scripts that call this one (benchmarks/gpu_check.sh)
+        teacher = None
+        model = BertForSequenceClassification(BertConfig(vocab_size=1200, hidden_size=32, num_hidden_layers=2,
+                                                         num_attention_heads=4, intermediate_size=64, **drop))
+    elif teacher:
         model = BertForSequenceClassification.from_pretrained(teacher, num_labels=2, **drop)
     else:
         model = BertForSequenceClassification(BertConfig(hidden_size=384, num_hidden_layers=6,
@@ -75,8 +88,11 @@ def bench_minispike(args):
         out.loss.backward()
         opt.step()
     t_step = timeit(step, args.repeats)
-    return {"teacher": teacher or "random MiniLM-shaped", "inference_tok_s": tokens / t_inf,
-            "finetune_step_tok_s": tokens / t_step, "inference_s": t_inf, "finetune_step_s": t_step}
+    pool = xp.get_default_memory_pool().total_bytes() / 2**20 if hasattr(xp, "get_default_memory_pool") else None
+    shape = "tiny random" if args.tiny else "random MiniLM-shaped"
+    return {"teacher": teacher or shape, "inference_tok_s": tokens / t_inf,
+            "finetune_step_tok_s": tokens / t_step, "inference_s": t_inf, "finetune_step_s": t_step,
+            **({"device_pool_peak_mb": pool} if pool is not None else {})}
 
 
 def bench_hf(args):  # pragma: no cover - optional, needs torch
@@ -107,16 +123,17 @@ def bench_hf(args):  # pragma: no cover - optional, needs torch
             "torch_threads": torch.get_num_threads()}
 
 
-def main():
+def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--seq", type=int, default=64)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--teacher", default=None)
-    ap.add_argument("--backend", default="numpy", choices=["numpy", "cupy"])
+    ap.add_argument("--backend", default="numpy", choices=["numpy", "cupy", "strict"])
+    ap.add_argument("--tiny", action="store_true", help="a tiny random BERT instead (dry runs of gpu_check.sh)")
     ap.add_argument("--no-dropout", action="store_true", help="fine-tune step without dropout")
     ap.add_argument("--hf", action="store_true", help="also time HF transformers (torch needed)")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     backend.use(args.backend)
     res = bench_minispike(args)
     res["ratio_inference_vs_hf_reference"] = res["inference_tok_s"] / HF_REFERENCE["inference"]
@@ -125,6 +142,7 @@ def main():
         res.update(bench_hf(args))
     res.update(dropout=not args.no_dropout, batch=args.batch, seq=args.seq, backend=args.backend, cpus=os.cpu_count())
     print(json.dumps({k: (round(v, 3) if isinstance(v, float) else v) for k, v in res.items()}, indent=1))
+    return res
 
 
 if __name__ == "__main__":
