@@ -117,8 +117,41 @@ def _add_run(p, out_default):
     p.add_argument("--overwrite", action="store_true", help="start over in a directory that holds a run: the old run "
                    "is moved aside to OUT.old-<date-time>, nothing is deleted")
     p.add_argument("--quiet", action="store_true", help="no progress bars (log.jsonl still records everything)")
-    p.add_argument("--backend", choices=["numpy", "cupy"], default="numpy", help="array library (default numpy)")
+    _add_backend(p)
     p.add_argument("--config", default=None, help="JSON file of option values (command-line flags win)")
+
+
+def _add_backend(p):
+    p.add_argument("--backend", choices=["numpy", "cupy", "strict"], default="numpy",
+                   help="array library: numpy (CPU), cupy (an NVIDIA GPU: pip install 'minispike[gpu]') or "
+                        "strict (NumPy that refuses host round trips, as CuPy does: for tests; default numpy)")
+
+
+# Optional extras: a missing one is the user's machine, not a bug: one line with its install command.
+EXTRAS = {"cupy": "pip install 'minispike[gpu]'", "cupyx": "pip install 'minispike[gpu]'",
+          "matplotlib": "pip install 'minispike[plot]'"}
+
+
+def missing_extra(error: BaseException) -> str | None:
+    """``"<package> is not installed: <install command>"`` when ``error`` (or its cause) is the
+    import of an optional extra failing; else None."""
+    for e in (error, error.__cause__):
+        name = (getattr(e, "name", None) or "").split(".")[0]
+        if isinstance(e, ImportError) and name in EXTRAS:
+            return f"{name} is not installed: {EXTRAS[name]}"
+    return None
+
+
+def use_backend(name: str):
+    """Select the array library for the command; CuPy without a GPU is one line, not a traceback."""
+    from . import backend
+    xp = backend.use(name)
+    if name == "cupy":
+        try:
+            xp.cuda.runtime.getDeviceCount()
+        except Exception as e:  # CUDARuntimeError: no driver, no device
+            raise UserError(f"--backend cupy: CuPy is installed but finds no GPU ({one_line(e)})") from None
+    return xp
 
 
 def _add_embedding_init(p):
@@ -415,9 +448,9 @@ def cmd_import_official(a):
 def cmd_energy(a):
     from .pipeline import energy_report
     result = energy_report(a.student, a.teacher, _stage_config(a), a.out, split=a.split, max_sentences=a.sentences)
-    print(result.get("table", "") if isinstance(result, dict) else result)
-    print(json.dumps({k: v for k, v in result.items() if k != "table"}, indent=2, default=str)
-          if isinstance(result, dict) else "")
+    if not a.quiet:  # the table is for the reader (stderr); stdout holds the JSON alone (| jq .ratio)
+        print(result["table"], file=sys.stderr, flush=True)
+    print(json.dumps({k: v for k, v in result.items() if k != "table"}, indent=2, default=str))
     return 0
 
 
@@ -529,6 +562,7 @@ def build_parser():
     p = sub.add_parser("demo", help="the whole pipeline on the built-in data, in a few minutes")
     p.add_argument("--out", default="runs/demo", help="run directory (default runs/demo)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_backend(p)
     p.add_argument("--fast", action="store_true", help="a smaller, quicker demo (for tests)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted demo (without it, a previous demo "
                    "in --out is moved aside to OUT.old-<date-time>)")
@@ -598,6 +632,7 @@ def build_parser():
     p = sub.add_parser("evaluate", help="accuracy of a checkpoint (student or teacher) on a split")
     p.add_argument("checkpoint", help="checkpoint directory or run directory")
     _add_data(p, from_checkpoint=True)
+    _add_backend(p)
     p.add_argument("--split", default="test", choices=["train", "dev", "test"])
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_evaluate)
@@ -608,6 +643,7 @@ def build_parser():
     p.add_argument("--file", default=None, help="a text file, one sentence per line")
     p.add_argument("--task", default=None,
                    help="name the labels after this task's label names (default: the checkpoint's label names)")
+    _add_backend(p)
     p.add_argument("--max-length", type=int, default=None, help="tokens per sentence (default: the checkpoint's)")
     p.set_defaults(func=cmd_predict)
 
@@ -617,7 +653,9 @@ def build_parser():
     _add_data(p, from_checkpoint=True)
     p.add_argument("--split", default="test")
     p.add_argument("--sentences", type=int, default=256, help="sentences to average over (default 256)")
+    _add_backend(p)
     p.add_argument("--out", default=None, help="write energy.json (and the table) here")
+    p.add_argument("--quiet", action="store_true", help="no table on stderr (stdout holds the JSON either way)")
     p.set_defaults(func=cmd_energy)
 
     p = sub.add_parser("export-official", help="a student in the official SpikeBERT PyTorch layout (docs/scale-out.md)")
@@ -642,6 +680,7 @@ def build_parser():
     p.add_argument("run_dir", help="a run directory (stage 2 or a full run)")
     p.add_argument("--out", default=None, help="where to write the PNGs (default: the run directory)")
     p.add_argument("--task", default=None, help="task to draw an example sentence from")
+    _add_backend(p)
     p.add_argument("--data-dir", default=None)
     p.set_defaults(func=cmd_plot)
 
@@ -755,8 +794,7 @@ def main(argv=None):
         sub = parser._subparsers._group_actions[0].choices[args.command]
         validate(args, {a.dest: a.default for a in sub._actions}, config_path, config_keys)
         if getattr(args, "backend", "numpy") != "numpy":
-            from . import backend
-            backend.use(args.backend)
+            use_backend(args.backend)
         with _warnings_as_lines():
             return args.func(args)
     except KeyboardInterrupt as e:  # TrainingInterrupted: saved after the step; else the second Ctrl-C
@@ -765,6 +803,10 @@ def main(argv=None):
               file=sys.stderr)
         return 128 + getattr(e, "signal", 2)
     except Exception as e:
+        extra = None if debug else missing_extra(e)
+        if extra:
+            print(f"{command}: error: {extra}", file=sys.stderr)
+            return 2
         if debug or not isinstance(e, expected_errors()):
             raise  # a bug in minispike (or --debug): the traceback is the report
         print(f"{command}: error: {one_line(e)}", file=sys.stderr)

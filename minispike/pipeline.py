@@ -229,8 +229,9 @@ def _write_metrics(run_dir, metrics):
 
 
 def _say(cfg, msg):
+    """A message for the person watching: stderr, so that stdout holds the command's result alone."""
     if not cfg.quiet:
-        print(msg, flush=True)
+        print(msg, file=sys.stderr, flush=True)
 
 
 # ----------------------------------------------------------------------------------------

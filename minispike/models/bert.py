@@ -548,6 +548,9 @@ def _resolve(path, config):
         if not os.path.isfile(weights):
             alt = [f for f in os.listdir(path) if f.endswith((".bin", ".pt", ".h5", ".ckpt"))]
             hint = f" (found {', '.join(alt)}: convert it to safetensors)" if alt else ""
+            if os.path.isfile(os.path.join(path, "model.safetensors.index.json")):
+                hint = (" (found model.safetensors.index.json: a sharded checkpoint, which minispike does not "
+                        "read; save it as one file: save_pretrained(dir, max_shard_size='10GB') in transformers)")
             raise BertLoadError(path, f"no model.safetensors in the directory{hint}")
         cfg_src = config if config is not None else os.path.join(path, "config.json")
     elif os.path.isfile(path):
