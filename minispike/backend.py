@@ -284,7 +284,6 @@ class StrictArray:
             raise AttributeError(f"strict arrays have no {name!r}: it would expose host memory")
         attr = getattr(self._a, name)
         if callable(attr):
-            @functools.wraps(attr)
             def method(*args, **kwargs):
                 if name in _DATA_SHAPED:
                     _synced("shape")
@@ -315,7 +314,11 @@ def _binary(name):
     comparison = name in ("__lt__", "__le__", "__gt__", "__ge__", "__eq__", "__ne__")
 
     def op(self, other):
-        if not isinstance(other, StrictArray) and _should_use_rop(other):
+        if type(other) is StrictArray:  # the common cases first: this runs for every operator
+            return _wrap(getattr(self._a, name)(other._a))
+        if type(other) in _PY_SCALARS:
+            return _wrap(getattr(self._a, name)(other))
+        if _should_use_rop(other):
             return NotImplemented
         _check_operands((other,), f"operator {name}", comparison=comparison)
         if isinstance(other, np.ndarray):  # a 0-d host array in a comparison
@@ -354,6 +357,8 @@ def _unwrap(x):
 
 
 def _wrap(x):
+    if type(x) is np.ndarray:
+        return StrictArray(x)
     if isinstance(x, (np.ndarray, np.generic)):
         return StrictArray(np.asarray(x))
     if isinstance(x, (np.random.Generator, np.random.RandomState)):
