@@ -21,17 +21,17 @@ class Optimizer:
         self.lr = lr
         self.step_count = 0
 
-    def zero_grad(self):
+    def zero_grad(self) -> None:
         for p in self.params:
             p.grad = None
 
-    def state_dict(self):
+    def state_dict(self) -> dict:
         """Host copies of the optimiser state (for checkpoints)."""
         return {"step_count": self.step_count, "lr": self.lr,
                 "buffers": {k: [None if a is None else backend.to_numpy(a).copy() for a in v]
                             for k, v in self._buffers().items()}}
 
-    def load_state_dict(self, state):
+    def load_state_dict(self, state: dict) -> None:
         self.step_count, self.lr = state["step_count"], state["lr"]
         for k, arrays in state["buffers"].items():
             own = self._buffers()[k]
@@ -53,7 +53,7 @@ class SGD(Optimizer):
     def _buffers(self):
         return {"velocity": self.velocity}
 
-    def step(self):
+    def step(self) -> None:
         self.step_count += 1
         for i, p in enumerate(self.params):
             if p.grad is None:
@@ -77,7 +77,7 @@ class AdamW(Optimizer):
     def _buffers(self):
         return {"m": self.m, "v": self.v}
 
-    def step(self):
+    def step(self) -> None:
         self.step_count += 1
         b1, b2 = self.betas
         c1, c2 = 1 - b1 ** self.step_count, 1 - b2 ** self.step_count

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+from typing import Any, Iterator
 
 from . import backend
 
@@ -28,7 +29,7 @@ def is_grad_enabled() -> bool:
 
 
 @contextlib.contextmanager
-def no_grad():
+def no_grad() -> Iterator[None]:
     """Inside ``with no_grad():`` ops build no graph (inference, teacher outputs, updates)."""
     old = is_grad_enabled()
     _grad_state.enabled = False
@@ -76,7 +77,7 @@ class Function:
         raise NotImplementedError
 
     @classmethod
-    def apply(cls, *args, **kwargs):
+    def apply(cls, *args, **kwargs) -> "Tensor":
         """Run forward on the arrays of ``args``; record the node if a gradient is needed."""
         ctx = Context()
         arrays = [a.data if isinstance(a, Tensor) else a for a in args]
@@ -126,11 +127,11 @@ class Tensor:
         fn = f", fn={self._ctx.fn.__name__}" if self._ctx is not None else ""
         return f"Tensor(shape={self.shape}, dtype={self.dtype}{grad}{fn})"
 
-    def numpy(self):
+    def numpy(self) -> Any:  # a numpy.ndarray
         """A host NumPy copy of the data (explicit: works on every backend)."""
         return backend.to_numpy(self.data)
 
-    def item(self):
+    def item(self) -> float | int | bool:
         return self.data.item()
 
     def detach(self) -> "Tensor":
@@ -138,7 +139,7 @@ class Tensor:
         return Tensor(self.data)
 
     # -- backward -------------------------------------------------------------------------
-    def backward(self, grad=None):
+    def backward(self, grad=None) -> None:
         """Fill ``.grad`` of every leaf that requires it with d(self)/d(leaf).
 
         ``grad`` is the upstream gradient (default 1 for a scalar).
@@ -187,7 +188,7 @@ class Tensor:
                 key = id(inp)
                 grads[key] = ig if key not in grads else grads[key] + ig
 
-    def zero_grad(self):
+    def zero_grad(self) -> None:
         self.grad = None
 
     # -- operators (the ops live in minispike.ops; imported lazily to keep floors clean) -----
@@ -205,28 +206,28 @@ class Tensor:
     def __rmatmul__(self, o): return _ops().matmul(o, self)
     def __getitem__(self, idx): return _ops().getitem(self, idx)
 
-    def sum(self, axis=None, keepdims=False): return _ops().sum(self, axis, keepdims)
-    def mean(self, axis=None, keepdims=False): return _ops().mean(self, axis, keepdims)
-    def max(self, axis=None, keepdims=False): return _ops().max(self, axis, keepdims)
-    def exp(self): return _ops().exp(self)
-    def log(self): return _ops().log(self)
-    def tanh(self): return _ops().tanh(self)
-    def sigmoid(self): return _ops().sigmoid(self)
-    def relu(self): return _ops().relu(self)
+    def sum(self, axis=None, keepdims=False) -> "Tensor": return _ops().sum(self, axis, keepdims)
+    def mean(self, axis=None, keepdims=False) -> "Tensor": return _ops().mean(self, axis, keepdims)
+    def max(self, axis=None, keepdims=False) -> "Tensor": return _ops().max(self, axis, keepdims)
+    def exp(self) -> "Tensor": return _ops().exp(self)
+    def log(self) -> "Tensor": return _ops().log(self)
+    def tanh(self) -> "Tensor": return _ops().tanh(self)
+    def sigmoid(self) -> "Tensor": return _ops().sigmoid(self)
+    def relu(self) -> "Tensor": return _ops().relu(self)
 
-    def reshape(self, *shape):
+    def reshape(self, *shape) -> "Tensor":
         return _ops().reshape(self, shape[0] if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape)
 
-    def transpose(self, *axes):
+    def transpose(self, *axes) -> "Tensor":
         return _ops().transpose(self, axes[0] if len(axes) == 1 and isinstance(axes[0], (tuple, list)) else (axes or None))
 
     permute = transpose
 
-    def expand(self, *shape):
+    def expand(self, *shape) -> "Tensor":
         return _ops().expand(self, shape[0] if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape)
 
     @property
-    def T(self):
+    def T(self) -> "Tensor":
         return self.transpose()
 
 
@@ -253,6 +254,6 @@ def _infer_dtype(x):
     return backend.default_dtype()
 
 
-def tensor(data, requires_grad=False, dtype=None, name=None) -> Tensor:
+def tensor(data, requires_grad: bool = False, dtype=None, name: str | None = None) -> Tensor:
     """``Tensor(...)`` as a function, for symmetry with the ops."""
     return Tensor(data, requires_grad=requires_grad, dtype=dtype, name=name)

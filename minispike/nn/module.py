@@ -17,6 +17,8 @@ folded into one entry (``(0-11): 12 x SpikeBlock(...)``)::
 """
 from __future__ import annotations
 
+from typing import Any, Iterator
+
 from .. import backend
 from ..tensor import Tensor
 
@@ -49,17 +51,17 @@ class Module:
         raise NotImplementedError
 
     # -- the tree -------------------------------------------------------------------------
-    def named_children(self):
+    def named_children(self) -> Iterator[tuple[str, "Module"]]:
         for name, value in vars(self).items():
             if isinstance(value, Module):
                 yield name, value
 
-    def named_modules(self, prefix=""):
+    def named_modules(self, prefix: str = "") -> Iterator[tuple[str, "Module"]]:
         yield prefix, self
         for name, child in self.named_children():
             yield from child.named_modules(f"{prefix}.{name}" if prefix else name)
 
-    def named_parameters(self, prefix=""):
+    def named_parameters(self, prefix: str = "") -> Iterator[tuple[str, Parameter]]:
         for name, value in vars(self).items():
             full = f"{prefix}.{name}" if prefix else name
             if isinstance(value, Parameter):
@@ -67,31 +69,32 @@ class Module:
             elif isinstance(value, Module):
                 yield from value.named_parameters(full)
 
-    def parameters(self):
+    def parameters(self) -> list[Parameter]:
         return [p for _, p in self.named_parameters()]
 
-    def num_parameters(self):
+    def num_parameters(self) -> int:
         return sum(p.size for p in self.parameters())
 
     # -- modes ----------------------------------------------------------------------------
-    def train(self, mode=True):
+    def train(self, mode: bool = True) -> "Module":
         for _, m in self.named_modules():
             m.training = mode
         return self
 
-    def eval(self):
+    def eval(self) -> "Module":
         return self.train(False)
 
-    def zero_grad(self):
+    def zero_grad(self) -> None:
         for p in self.parameters():
             p.grad = None
 
     # -- state ----------------------------------------------------------------------------
-    def state_dict(self):
+    def state_dict(self) -> dict[str, Any]:
         """Parameter arrays by dotted name (the arrays themselves, on their device)."""
         return {name: p.data for name, p in self.named_parameters()}
 
-    def load_state_dict(self, state, strict=True, source="state dict"):
+    def load_state_dict(self, state: dict, strict: bool = True,
+                        source: str = "state dict") -> tuple[list[str], list[str]]:
         """Copy arrays into the parameters, checking every key and shape.
 
         Returns ``(missing, unexpected)``; with ``strict`` (the default) any of them, or a
@@ -131,10 +134,10 @@ class Module:
         """The settings shown inside ``Name(...)``; subclasses override it."""
         return ""
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return "\n".join(_tree_lines(self, "", ""))
 
-    def to(self, dtype=None, xp=None):
+    def to(self, dtype=None, xp=None) -> "Module":
         """Move every parameter to another array module and/or dtype."""
         for _, p in self.named_parameters():
             target = xp or p.xp
