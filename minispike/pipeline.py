@@ -305,7 +305,7 @@ def init_student_from(student, path, tokenizer):
     ckpt = load_checkpoint(path)
     if ckpt.config.get("model_type") != MODEL_TYPE:
         raise PipelineError(f"{path}: holds {KINDS['teacher']}, but --init expects {KINDS['student']} (stage 1)")
-    weights = {k: v for k, v in ckpt.tensors.items() if not k.startswith("optimizer.")}
+    weights = ckpt.weights
     own = dict(student.named_parameters())
     fresh = [k for k in own if k.startswith("classifier.") and k in weights and weights[k].shape != own[k].shape]
     for k in fresh:

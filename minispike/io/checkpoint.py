@@ -46,6 +46,7 @@ __all__ = ["Checkpoint", "CheckpointError", "save_checkpoint", "load_checkpoint"
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 STATE_NAME = "state.json"
+OPTIMIZER_PREFIX = "optimizer."  # the names under which a training checkpoint keeps the optimizer's moments
 
 
 class CheckpointError(ValueError):
@@ -59,6 +60,12 @@ class Checkpoint:
     config: dict
     extra: dict | None = None
     files: list = field(default_factory=list)
+
+    @property
+    def weights(self) -> dict:
+        """The model's tensors: ``tensors`` without the optimizer state (``optimizer.*``) that a
+        training checkpoint (``checkpoints/last``) carries beside them."""
+        return {k: v for k, v in self.tensors.items() if not k.startswith(OPTIMIZER_PREFIX)}
 
 
 def _json_default(o):

@@ -305,8 +305,7 @@ class SpikeBert(Module):
             raise CheckpointError(f"{os.path.join(directory, CONFIG_NAME)}: {e}") from None
         with backend.dtype_scope(dtype or backend.default_dtype()):
             model = cls(cfg)
-        weights = {k: v for k, v in ckpt.tensors.items() if not k.startswith("optimizer.")}
-        model.load_state_dict(weights, source=os.path.join(directory, WEIGHTS_NAME))
+        model.load_state_dict(ckpt.weights, source=os.path.join(directory, WEIGHTS_NAME))
         return model.eval()
 
     # -- the official layout (names and shapes: minispike.io.official) ------------------------
