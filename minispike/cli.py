@@ -229,6 +229,10 @@ OPTION_RANGES = {
     "max_sentences": (lambda v: v >= 1, "a number of sentences >= 1"),
     "stage1_sentences": (lambda v: v >= 1, "a number of sentences >= 1"),
     "sentences": (lambda v: v >= 1, "a number of sentences >= 1"),
+    "heads": (lambda v: v >= 1, "a number of attention heads >= 1"),
+    "tau": (lambda v: v >= 1, "a membrane time constant >= 1 (the leak factor 1 - 1/tau must lie in [0, 1))"),
+    "v_threshold": (lambda v: v > 0, "a firing threshold > 0"),
+    "timeout": (lambda v: v > 0, "a number of seconds > 0"),
 }
 
 
@@ -411,23 +415,19 @@ def cmd_predict(a):
     from .pipeline import predict
     texts = list(a.texts)
     if a.file:
-        try:
-            with open(a.file, encoding="utf-8") as f:
-                texts += [line.strip() for line in f if line.strip()]
-        except UnicodeDecodeError as e:
-            raise UserError(f"--file {a.file}: undecodable bytes at byte {e.start}, expected UTF-8 text, "
-                            f"one sentence a line") from None
+        with open(a.file, "rb") as f:
+            for number, raw in enumerate(f, 1):
+                try:
+                    line = raw.decode("utf-8").strip()
+                except UnicodeDecodeError as e:
+                    raise UserError(f"--file {a.file}:{number}: undecodable bytes ({raw[e.start:e.start + 4]!r} at "
+                                    f"column {e.start + 1}), expected UTF-8 text, one sentence a line") from None
+                if line:
+                    texts.append(line)
     if not texts:
         raise UserError("give sentences as arguments or --file FILE (one per line)")
     for r in predict(a.checkpoint, texts, a.max_length, a.task):
         print(json.dumps(r, ensure_ascii=False))
-    return 0
-
-
-def cmd_download(a):
-    from .text.download import download
-    result = download(a.task, data_dir=a.data_dir, from_dir=a.from_dir, base_url=a.base_url)
-    print(result if isinstance(result, str) else json.dumps(result, indent=2, default=str))
     return 0
 
 
@@ -568,12 +568,10 @@ def build_parser():
                    "in --out is moved aside to OUT.old-<date-time>)")
     p.set_defaults(func=cmd_demo)
 
+    from .text.download import add_download_arguments, run_download
     p = sub.add_parser("download", help="fetch a task's files from their public sources, verify sha256")
-    p.add_argument("task", help="task name or 'all'")
-    p.add_argument("--data-dir", default=None, help="where to put them (default $MINISPIKE_DATA or the cache)")
-    p.add_argument("--from", dest="from_dir", default=None, help="copy and verify from a local folder instead")
-    p.add_argument("--base-url", default=None, help="a mirror serving the same paths (tests use a local server)")
-    p.set_defaults(func=cmd_download)
+    add_download_arguments(p)
+    p.set_defaults(func=run_download)
 
     p = sub.add_parser("finetune-teacher", help="fine-tune the BERT teacher on a task")
     _add_data(p)

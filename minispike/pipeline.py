@@ -19,6 +19,7 @@ import json
 import os
 import sys
 import time
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np  # host-side: token ids, labels and predictions
@@ -36,6 +37,7 @@ from .progress import Progress
 from .rundir import claim, claims_run_dir, has_checkpoint
 from .tensor import no_grad
 from .text import get_task, load_task
+from .text.tasks import DataWarning, overlap_warning, stray_label_hint
 from .text.batching import Batcher, encode_cached
 from .text.tokenizer import Tokenizer, pad_sequences
 
@@ -165,7 +167,7 @@ def checkpoint_settings(model, path, cfg: StageConfig, need_task=True):
         if t.num_classes != n:
             shown = f" ({', '.join(names)})" if names else ""
             raise PipelineError(f"{path}: a {n}-class checkpoint{shown} cannot be evaluated on task {t.name} "
-                                f"({t.num_classes} classes: {', '.join(t.label_names)})")
+                                f"({t.num_classes} classes: {', '.join(t.label_names)})" + stray_label_hint(t, n))
         names = names or list(t.label_names)
     return dataclasses.replace(cfg, task=task, max_length=max_length), names or [str(i) for i in range(n)]
 
@@ -175,10 +177,7 @@ def checkpoint_settings(model, path, cfg: StageConfig, need_task=True):
 # ----------------------------------------------------------------------------------------
 def _split(cfg: StageConfig, split, tokenizer):
     """(Encoded ids, labels, TaskData) of one split, tokenised once through the cache."""
-    try:
-        data = load_task(cfg.task, split, data_dir=cfg.data_dir)
-    except Exception as e:  # DataError and friends: one line for the user
-        raise PipelineError(str(e)) from e
+    data = load_task(cfg.task, split, data_dir=cfg.data_dir)  # a DataError names the file and line
     enc = encode_cached(data.texts, tokenizer, cfg.max_length, cache_dir=cfg.cache_dir,
                         name=f"{data.task.name}-{split}-L{cfg.max_length}")
     return enc, data.labels, data
@@ -234,6 +233,25 @@ def _say(cfg, msg):
         print(msg, file=sys.stderr, flush=True)
 
 
+UNK_WARN_SHARE = 0.1  # English text under MiniLM: about 0.1 % [UNK]; Chinese under it: 65 %
+
+
+def warn_about_data(cfg: StageConfig, tokenizer, train_texts):
+    """Warnings (not refusals) at the start of a run: split files that share sentences, and a
+    training text the tokenizer mostly cannot see (a share of [UNK] pieces over UNK_WARN_SHARE)."""
+    overlap = overlap_warning(cfg.task, cfg.data_dir)
+    if overlap:
+        warnings.warn(overlap, DataWarning, stacklevel=2)
+    rate = tokenizer.unk_rate(train_texts[:2000])
+    if rate > UNK_WARN_SHARE:
+        task = get_task(cfg.task)
+        fix = ("if the text is Chinese, give the task's language so the vocabulary is extended with its "
+               "characters (a CSV: --task FILE.csv#lang=zh; a task .json: \"language\": \"zh\")"
+               if task.language == "en" else "the vocabulary was extended; check the file's encoding")
+        warnings.warn(f"task {task.name}: {rate:.0%} of the training text's word pieces are [UNK] under the "
+                      f"tokenizer (the model cannot tell those words apart): {fix}", DataWarning, stacklevel=2)
+
+
 # ----------------------------------------------------------------------------------------
 # Stage 0: fine-tune the teacher
 # ----------------------------------------------------------------------------------------
@@ -258,6 +276,7 @@ def finetune_teacher(run_dir, cfg: StageConfig, train: TrainConfig, teacher=None
         vocab_note = {"unk_rate_before": before, "unk_rate_after": tok.unk_rate(train_texts), "added_tokens": len(added)}
         _say(cfg, f"vocabulary extended by {len(added)} characters: [UNK] rate {before:.1%} -> "
                   f"{vocab_note['unk_rate_after']:.1%}")
+    warn_about_data(cfg, tok, train_texts)
     enc, labels, _ = _split(cfg, "train", tok)
     dev_enc, dev_labels, _ = _split(cfg, "dev", tok)
     data = Batcher(enc, labels, batch_size=train.batch_size, seed=train.seed, pad_id=tok.pad_id)
@@ -413,6 +432,7 @@ def _task_student_stage(run_dir, cfg, train, tok, student, teacher, w, augment_c
     """Shared by distill and train_direct: train on train (+ augmentation), select on dev, test once."""
     from .text.augment import augment
     enc, labels, train_data = _split(cfg, "train", tok)
+    warn_about_data(cfg, tok, train_data.texts)
     dev_enc, dev_labels, _ = _split(cfg, "dev", tok)
     n_aug = 0
     if augment_copies:
@@ -472,9 +492,7 @@ def distill(run_dir, cfg: StageConfig, train: TrainConfig, teacher, student_init
             os.path.join(student_init, "checkpoints", "best")) else student_init
         try:
             fresh = init_student_from(student, path, tok)
-        except PipelineError:
-            raise
-        except Exception as e:
+        except (CheckpointError, SafetensorsError, StateDictError) as e:  # not a bug: the file does not fit
             raise PipelineError(f"{path}: cannot initialise the student from it: {e}") from e
     w = weights or LossWeights.stage2()
     return _task_student_stage(run_dir, cfg, train, tok, student, teacher_model, w, augment_copies,

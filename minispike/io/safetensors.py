@@ -228,11 +228,13 @@ def atomic_write(path, write):
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         try:
             os.unlink(tmp)
         except OSError:
             pass
+        if isinstance(e, OSError) and e.filename is None:  # a full disk: name the file being written
+            raise OSError(e.errno, e.strerror, path) from e
         raise
 
 

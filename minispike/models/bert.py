@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 
 from .. import backend, ops
 from ..io import load_file, read_header, save_checkpoint, read_json, check_state, SafetensorsError
-from ..io.checkpoint import CheckpointError
+from ..io.checkpoint import CheckpointError, check_config_types
 from ..nn import Dropout, Embedding, LayerNorm, Linear, Module, ModuleList
 from ..tensor import Tensor
 from .pretrained import TOKENIZER_FILES, tokenizer_files
@@ -80,6 +80,11 @@ class BertConfig:
     ACTIVATIONS = ("gelu", "relu")
 
     def __post_init__(self):
+        check_config_types(self)  # a config.json with "hidden_size": "768" is refused by key
+        for key in ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
+                    "max_position_embeddings"):
+            if getattr(self, key) < 1:
+                raise ValueError(f"key {key!r} is {getattr(self, key)}; expected >= 1")
         if self.hidden_size % self.num_attention_heads:
             raise ValueError(f"hidden_size {self.hidden_size} is not a multiple of "
                              f"num_attention_heads {self.num_attention_heads}")

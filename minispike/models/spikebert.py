@@ -25,12 +25,14 @@ Files, as the BERT classes and transformers have them:
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from dataclasses import dataclass, field
 
 from .. import backend, ops
 from ..io import official
-from ..io.checkpoint import CONFIG_NAME, WEIGHTS_NAME, CheckpointError, load_checkpoint, save_checkpoint
+from ..io.checkpoint import (CONFIG_NAME, WEIGHTS_NAME, CheckpointError, check_config_types, load_checkpoint,
+                             save_checkpoint)
 from ..nn import Embedding, LayerNorm, Linear, Module, ModuleList
 from ..spiking.attention import SpikingMLP, SpikingSelfAttention
 from ..spiking.lif import LIF, _active_recorders, name_neurons, set_token_mask
@@ -80,7 +82,26 @@ class SpikeBertConfig:
 
     PRESETS = {}  # filled below
 
+    # field -> (test, what the model needs); the neuron constants as the LIF dynamics require
+    RANGES = {
+        "vocab_size": (lambda v: v >= 1, ">= 1"), "dim": (lambda v: v >= 1, ">= 1"), "heads": (lambda v: v >= 1, ">= 1"),
+        "mlp_ratio": (lambda v: v >= 1, ">= 1"), "max_length": (lambda v: v >= 2, ">= 2 ([CLS] and [SEP])"),
+        "num_classes": (lambda v: v >= 2, ">= 2"),
+        "tau": (lambda v: v >= 1, ">= 1 (the leak factor 1 - 1/tau must lie in [0, 1))"),
+        "v_threshold": (lambda v: v > 0, "> 0 (a neuron fires when its membrane reaches it)"),
+        "attn_threshold": (lambda v: v > 0, "> 0"), "ln_eps": (lambda v: v > 0, "> 0"),
+        "scale": (lambda v: v > 0, "> 0"), "init_std": (lambda v: v >= 0, ">= 0"),
+        "embedding_std": (lambda v: v >= 0, ">= 0"),
+        "teacher_dim": (lambda v: v is None or v >= 1, ">= 1"),
+        "surrogate_alpha": (lambda v: v is None or v > 0, "> 0"),
+    }
+
     def __post_init__(self):
+        check_config_types(self)
+        for key, (test, expected) in self.RANGES.items():
+            value = getattr(self, key)
+            if not (test(value) and (not isinstance(value, float) or math.isfinite(value))):
+                raise ValueError(f"SpikeBertConfig: key {key!r} is {value!r}; expected {expected}")
         if self.dim % self.heads:
             raise ValueError(f"SpikeBertConfig: dim {self.dim} is not divisible by heads {self.heads}")
         if self.T < 1 or self.depth < 1:

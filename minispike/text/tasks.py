@@ -737,17 +737,11 @@ def overlap_warning(name, data_dir=None) -> str | None:
             f"(e.g. {shown}): a test sentence seen in training inflates the test accuracy")
 
 
-def class_count_problem(task: Task, model_classes: int, model_path) -> str | None:
-    """Why a model with ``model_classes`` outputs cannot be scored on ``task``, or None."""
-    if task.num_classes == model_classes:
-        return None
-    msg = (f"{model_path}: the model has {model_classes} classes, task {task.name} has {task.num_classes} "
-           f"({', '.join(task.label_names)})")
-    if task.label_values is not None and task.label_values == task.label_names:  # inferred from the file
-        extra = task.label_names[model_classes:]
-        if extra:
-            msg += (f"; the labels {', '.join(map(repr, extra))} of {task.files.get('all', 'the file')} have no class "
-                    f"in the model: fix those rows, or name the classes (file.csv#labels=A|B) to have each "
-                    f"stray row refused with its line number")
-    return msg
-
+def stray_label_hint(task: Task, model_classes: int) -> str:
+    """For a task whose classes were inferred from its file (no ``labels=``) and outnumber a model's:
+    which labels have no class in the model, and how to have each stray row refused by line."""
+    if task.label_values is None or task.label_values != task.label_names or task.num_classes <= model_classes:
+        return ""
+    extra = ", ".join(map(repr, task.label_names[model_classes:]))
+    return (f"; the labels {extra} of {task.files.get('all', 'the file')} have no class in the model: fix those "
+            f"rows, or name the classes (FILE.csv#labels=A|B) to have each stray row refused with its line number")
