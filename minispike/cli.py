@@ -258,7 +258,7 @@ def _length_limit(path):
     except (OSError, ValueError):
         return None  # the command's own loading gives the precise error
     config = config.get("model", config) if isinstance(config, dict) else {}
-    for key in ("max_length", "max_position_embeddings"):
+    for key in ("max_position_embeddings", "max_length"):  # a teacher's max_length: its training length
         if isinstance(config.get(key), int) and not isinstance(config.get(key), bool):
             return config[key], key
     return None
@@ -665,7 +665,8 @@ def build_parser():
     p.add_argument("official_file", metavar="FILE",
                    help=".safetensors or .npz in the official key names (a 'module.' prefix is stripped)")
     p.add_argument("out", help="checkpoint directory to write")
-    p.add_argument("--tokenizer", required=True, help="the vocabulary it was trained with (e.g. the teacher's directory)")
+    p.add_argument("--tokenizer", required=True,
+                   help="the vocabulary it was trained with (e.g. the teacher's directory)")
     p.add_argument("--heads", type=int, default=None, help="attention heads (required unless the file says)")
     p.add_argument("--T", type=int, default=None, help="time steps (required unless the file says)")
     p.add_argument("--max-length", type=int, default=None, help="tokens per sentence (required unless the file says)")

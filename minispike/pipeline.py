@@ -573,7 +573,8 @@ def import_official(source, out, tokenizer, heads=None, T=None, max_length=None,
     tok = Tokenizer.from_pretrained(tokenizer)
     if tok.vocab_size != model.config.vocab_size:
         raise PipelineError(f"{tokenizer}: a vocabulary of {tok.vocab_size} tokens for a student whose embedding "
-                            f"has {model.config.vocab_size} rows ({source}); expected the tokenizer it was trained with")
+                            f"has {model.config.vocab_size} rows ({source}); expected the tokenizer it was "
+                            f"trained with")
     model.save_pretrained(out, tokenizer=tok)
     return {"source": os.fspath(source), "written": os.fspath(out), "heads": model.config.heads,
             "T": model.config.T, "max_length": model.config.max_length, "task": model.config.task}

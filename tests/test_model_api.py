@@ -176,8 +176,8 @@ def test_a_student_where_a_teacher_belongs_and_the_reverse_are_refused(runs, cap
     student_dir = str(runs / "stage2" / "checkpoints" / "best")
     commands = [["energy", "--student", str(runs / "teacher"), "--teacher", str(runs / "stage2")],
                 ["distill", "--teacher", str(runs / "stage2"), "--out", str(runs / "x1")],
-                ["distill", "--teacher", str(runs / "teacher"), "--init", str(runs / "teacher"), "--out", str(runs / "x2"),
-                 "--preset", "tiny", "--dim", "16", "--augment", "0"],
+                ["distill", "--teacher", str(runs / "teacher"), "--init", str(runs / "teacher"),
+                 "--out", str(runs / "x2"), "--preset", "tiny", "--dim", "16", "--augment", "0"],
                 ["finetune-teacher", "--teacher", student_dir, "--out", str(runs / "x3")],
                 ["pretrain", "--teacher", student_dir, "--out", str(runs / "x4")],
                 ["train-direct", "--teacher", student_dir, "--out", str(runs / "x5")]]

@@ -113,7 +113,8 @@ def has_official_name(name: str) -> bool:
 def _format(path):
     ext = os.path.splitext(path)[1].lower()
     if ext not in (".safetensors", ".npz"):
-        raise OfficialFormatError(f"{path}: the official layout is written as .safetensors or .npz, not {ext or 'a name without extension'!r}")
+        found = ext or "a name without extension"
+        raise OfficialFormatError(f"{path}: the official layout is written as .safetensors or .npz, not {found!r}")
     return ext
 
 
@@ -198,7 +199,8 @@ def official_sizes(state: dict, source="official state") -> dict:
                                   f"it has e.g. {', '.join(sorted(state)[:3])})")
     vocab, dim = state["emb.weight"].shape
     depth = len({k.split(".")[1] for k in state if k.startswith("blocks.")})
-    sizes = dict(vocab_size=int(vocab), dim=int(dim), depth=depth, hidden=int(state["blocks.0.mlp.fc1.weight"].shape[0]))
+    hidden = int(state["blocks.0.mlp.fc1.weight"].shape[0])
+    sizes = dict(vocab_size=int(vocab), dim=int(dim), depth=depth, hidden=hidden)
     if "classifier.weight" in state:  # a stage-1 ("pre_distill") model has no classifier
         sizes["num_classes"] = int(state["classifier.weight"].shape[0])
     if "transforms.0.fc.weight" in state:

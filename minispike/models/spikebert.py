@@ -381,6 +381,7 @@ class SpikeBert(Module):
                 values[key] = asked if asked is not None else said
         absent = [k for k in ("heads", "T", "max_length") if k not in values]
         if absent:
+            flags = ", ".join("--" + k.replace("_", "-") for k in absent)
             raise official.OfficialFormatError(
                 f"{where}: the file does not say {', '.join(absent)} (an official file has only tensors): "
                 f"give {', '.join(f'{k}=' for k in absent)} (CLI: {', '.join('--' + k.replace('_', '-') for k in absent)})")
