@@ -384,7 +384,7 @@ class SpikeBert(Module):
             flags = ", ".join("--" + k.replace("_", "-") for k in absent)
             raise official.OfficialFormatError(
                 f"{where}: the file does not say {', '.join(absent)} (an official file has only tensors): "
-                f"give {', '.join(f'{k}=' for k in absent)} (CLI: {', '.join('--' + k.replace('_', '-') for k in absent)})")
+                f"give {', '.join(f'{k}=' for k in absent)} (CLI: {flags})")
         heads, T, max_length = values.pop("heads"), values.pop("T"), values.pop("max_length")
         try:
             cfg = SpikeBertConfig.from_official(official.official_sizes(state, where), heads, T, max_length, **values)
