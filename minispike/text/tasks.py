@@ -23,6 +23,7 @@ Everything here runs on the host (plain Python + NumPy); nothing touches the arr
 """
 from __future__ import annotations
 
+import codecs
 import csv
 import dataclasses
 import hashlib
@@ -91,6 +92,7 @@ class Task:
     homepage: str = ""
 
     def __post_init__(self):
+        check_encoding(self.encoding, f"task {self.name}")
         if self.format not in ("label_space", "csv", "tsv"):
             raise DataError(f"task {self.name}: unknown format {self.format!r} (label_space, csv or tsv)")
         if not self.label_names or len(self.label_names) < 2:
@@ -162,6 +164,14 @@ class Task:
             d["files"] = {k: str(Path(base_dir).resolve() / v) if not Path(v).is_absolute() else v
                           for k, v in d["files"].items()}
         return cls(**d)
+
+
+def check_encoding(encoding, where) -> None:
+    """Refuse a text encoding Python does not know, before any file is decoded with it."""
+    try:
+        codecs.lookup(encoding)
+    except (LookupError, TypeError):
+        raise DataError(f"{where}: encoding {encoding!r} is not one Python knows (expected e.g. utf-8, latin-1, gb18030)") from None
 
 
 def is_inside_relative(rel) -> bool:
@@ -624,6 +634,7 @@ def register_table_task(path, text_column=None, label_column="label", language="
     integers, else sorted).
     """
     path = Path(path).expanduser().resolve()
+    check_encoding(encoding, str(path))
     fmt = "tsv" if path.suffix.lower() == ".tsv" else "csv"
     raw = _read_bytes(path).decode(encoding, "replace").lstrip("\ufeff")
     delim = "," if fmt == "csv" else "\t"
