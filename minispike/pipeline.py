@@ -178,6 +178,9 @@ def checkpoint_settings(model, path, cfg: StageConfig, need_task=True):
 def _split(cfg: StageConfig, split, tokenizer):
     """(Encoded ids, labels, TaskData) of one split, tokenised once through the cache."""
     data = load_task(cfg.task, split, data_dir=cfg.data_dir)  # a DataError names the file and line
+    if not len(data):  # nothing to train on, select with or score: refuse rather than report a number
+        raise PipelineError(f"task {data.task.name}: the {split} split is empty ({data.report.summary()}); "
+                            f"expected at least one sentence (a hashed split gives dev and test 10 % each)")
     enc = encode_cached(data.texts, tokenizer, cfg.max_length, cache_dir=cfg.cache_dir,
                         name=f"{data.task.name}-{split}-L{cfg.max_length}")
     return enc, data.labels, data
@@ -396,6 +399,9 @@ def pretrain(run_dir, cfg: StageConfig, train: TrainConfig, teacher=None, preset
     if max_sentences:
         texts = texts[:max_sentences]
     held = max(16, len(texts) // 50)  # a fixed held-out slice to select the checkpoint on
+    if len(texts) <= held:
+        raise PipelineError(f"stage 1: {len(texts)} corpus sentence(s), and {held} are held out to select the "
+                            f"checkpoint: none left to train on; expected more than {held} (--max-sentences, --corpus)")
     enc = encode_cached(texts[held:], tok, cfg.max_length, cache_dir=cfg.cache_dir, name=f"corpus-{task.language}")
     held_enc = encode_cached(texts[:held], tok, cfg.max_length, cache_dir=cfg.cache_dir, name=f"corpus-held-{task.language}")
     student = new_student(preset, tok, cfg, bert.config.hidden_size, train.seed, **(student_overrides or {}))
