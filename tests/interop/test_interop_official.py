@@ -64,6 +64,26 @@ class OfficialStudent(nn.Module):
         self.classifier = nn.Linear(dim, classes)
 
 
+# minispike's module paths -> the official ones, written out here from the reference's key list
+# (shared/reference/README.md), independently of minispike's own table in io/official.py.
+OFFICIAL_PATHS = [("embedding.", "emb."), ("final_ln.", "last_ln.")] + [
+    (f".{ours}.", f".{theirs}.") for ours, theirs in (
+        ("attn.q.fc", "attn.q_m"), ("attn.q.ln", "attn.q_ln"), ("attn.k.fc", "attn.k_m"), ("attn.k.ln", "attn.k_ln"),
+        ("attn.v.fc", "attn.v_m"), ("attn.v.ln", "attn.v_ln"), ("attn.out.fc", "attn.last_m"),
+        ("attn.out.ln", "attn.last_ln"), ("mlp.up.fc", "mlp.fc1"), ("mlp.up.ln", "mlp.ln1"),
+        ("mlp.down.fc", "mlp.fc2"), ("mlp.down.ln", "mlp.ln2"))]
+
+
+def official_name(name):
+    """A minispike parameter name in the official layout."""
+    for ours, theirs in OFFICIAL_PATHS:
+        if ours.startswith("."):  # inside a block
+            name = name.replace(ours, theirs)
+        elif name.startswith(ours):  # a top-level module
+            name = theirs + name[len(ours):]
+    return name
+
+
 def _shapes(module):
     return {k: tuple(v.shape) for k, v in module.state_dict().items()}
 
@@ -101,10 +121,11 @@ def test_an_exported_student_loads_strictly_into_the_official_layout(exported):
     state = safetensors_torch.load_file(out)
     result = module.load_state_dict(state, strict=True)  # raises on any missing, unexpected or misshapen key
     assert not result.missing_keys and not result.unexpected_keys
-    ours = student.official_state()
-    assert set(ours) == set(module.state_dict())
-    for name, tensor in module.state_dict().items():
-        np.testing.assert_array_equal(tensor.numpy(), backend.to_numpy(ours[name]), err_msg=name)
+    theirs = module.state_dict()
+    ours = {official_name(k): backend.to_numpy(p.data) for k, p in student.named_parameters()}
+    assert set(ours) == set(theirs)
+    for name, tensor in theirs.items():
+        np.testing.assert_array_equal(tensor.numpy(), ours[name], err_msg=name)
 
 
 def test_a_data_parallel_state_comes_back_through_import_official(exported):
