@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # minispike on a real GPU, in one prepared run (issue 19):
 #
-#     bash benchmarks/gpu_check.sh OUTDIR             on a machine with an NVIDIA GPU (about 8 min on an H200)
+#     bash benchmarks/gpu_check.sh OUTDIR             on a machine with an NVIDIA GPU (sized for ~8 min on an H200)
 #     bash benchmarks/gpu_check.sh OUTDIR --dry-run   the same steps on the strict backend, on the CPU, tiny sizes
 #
 # Steps: install the gpu extra (skipped where CuPy is already importable, or in a dry run); print
