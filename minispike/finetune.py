@@ -221,7 +221,10 @@ def _fit(claimed, model, loss_fn, data, evaluate, cfg, model_config, resume, qui
         best_loss = state.get("best_loss", math.inf)
         last_eval, saved_at = state.get("last_eval"), step
         backend.get_rng().bit_generator.state = state["rng"]
-        log.truncate_to(state["log_records"])
+        count = state.get("log_records")
+        if count is None:  # a checkpoint of an older minispike: the records up to its step
+            count = sum(1 for r in log.read() if r.get("step", 0) <= step)
+        log.truncate_to(count)
         write_json(config_path, {**stored, **config})  # the changeable settings as they are now
         log.write(event="resume", step=step, epoch=epoch, position=position)
     else:  # a fresh run (claim made sure the directory holds no other run)
@@ -249,10 +252,10 @@ def _fit(claimed, model, loss_fn, data, evaluate, cfg, model_config, resume, qui
 
     def save_last():
         nonlocal saved_at
-        state = {"step": step, "epoch": epoch, "position": position, "best": best, "best_loss": best_loss, "best_step": best_step,
-                 "elapsed": elapsed + time.perf_counter() - t0, "optimizer_step": opt.step_count,
-                 "lr": opt.lr, "rng": backend.get_rng().bit_generator.state, "last_eval": last_eval,
-                 "log_records": log.records}
+        state = {"step": step, "epoch": epoch, "position": position, "best": best, "best_loss": best_loss,
+                 "best_step": best_step, "elapsed": elapsed + time.perf_counter() - t0,
+                 "optimizer_step": opt.step_count, "lr": opt.lr, "rng": backend.get_rng().bit_generator.state,
+                 "last_eval": last_eval, "log_records": log.records}
         tensors = dict(model.state_dict())
         tensors.update(_optimizer_tensors(opt, names))
         save_checkpoint(last_dir, checked(tensors, "weights and optimizer moments"), model_config, extra=state,

@@ -40,15 +40,16 @@ import time
 
 from .io.checkpoint import read_json, repair_checkpoints
 
-__all__ = ["RunDirError", "claim", "claims_run_dir", "holdings", "has_checkpoint", "differences",
-           "read_log", "note", "CHANGEABLE", "LOCK_NAME"]
+__all__ = ["RunDirError", "claim", "claims_run_dir", "holdings", "has_checkpoint", "differences", "normalise",
+           "refuse_changed", "read_log", "note", "CHANGEABLE", "LOCK_NAME"]
 
 LOCK_NAME = ".lock"
 RUN_FILES = ("config.json", "log.jsonl", "checkpoints", "metrics.json", "summary.json", "energy.json")
 STAGE_DIRS = ("teacher", "stage1", "stage2", "direct", "small-teacher")
 # settings that may differ on --resume (they change how often things are recorded, not the result)
-CHANGEABLE = ("train.eval_every", "train.checkpoint_every", "settings.stage.quiet", "settings.stage.resume",
-              "settings.stage.overwrite", "settings.stage.eval_batch_size", "settings.stage.cache_dir")
+CHANGEABLE = ("train.eval_every", "train.checkpoint_every", "settings.stage.quiet", "settings.stage.eval_batch_size",
+              "settings.stage.cache_dir")
+HOW_TO_OPEN = ("resume", "overwrite")  # how this command treats the directory: not settings of the run
 PATH_SETTINGS = ("teacher", "student_init", "data_dir", "cache_dir", "corpus_files")
 
 
@@ -95,6 +96,8 @@ def has_checkpoint(path):
 # The lock
 # ----------------------------------------------------------------------------------------
 def _alive(pid):
+    if os.name == "nt":  # there os.kill(pid, 0) would send CTRL_C_EVENT: assume the owner lives
+        return True
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -265,7 +268,8 @@ def claim(path, *, resume=False, overwrite=False, expect=None):
             if not overwrite:
                 raise RunDirError(
                     f"{path} already holds {_describe(path, found)}: continue it with --resume, start over with "
-                    f"--overwrite (moves it aside to {os.path.basename(path)}.old-<date-time>), or choose another --out")
+                    f"--overwrite (moves it aside to {os.path.basename(path)}.old-<date-time>), "
+                    "or choose another --out")
             _move_aside(path, found)
             os.makedirs(path)
             lock = _acquire(path)
@@ -297,7 +301,8 @@ def claims_run_dir(stage):
         bound = signature.bind(run_dir, cfg, *args, **kwargs)
         bound.apply_defaults()
         named = list(bound.arguments.items())[2:]
-        settings = normalise({"stage": cfg, **{k: v for k, v in named if k != "train"}})
+        stage_cfg = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in HOW_TO_OPEN}
+        settings = normalise({"stage": stage_cfg, **{k: v for k, v in named if k != "train"}})
         expect = {"settings": settings}
         if "train" in bound.arguments:  # select_metric is the stage's own choice, set after this
             expect["train"] = {k: v for k, v in dataclasses.asdict(bound.arguments["train"]).items()

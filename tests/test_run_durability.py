@@ -387,7 +387,8 @@ def test_non_finite_gradients_stop_before_the_update(tmp_path):
             loss = loss + ops.sum(ops.pow(model.out.weight * 0.0, 0.5)) * 0.0  # d/dw: 0 * inf
         return loss, m
     cfg = TrainConfig(**{**CFG, "checkpoint_every": 1, "eval_every": 1})
-    with pytest.raises(TrainingDiverged, match=r"at step 6 .*gradient norm is nan.*first non-finite tensor: out\.weight"), \
+    expected = r"at step 6 .*gradient norm is nan.*first non-finite tensor: out\.weight"
+    with pytest.raises(TrainingDiverged, match=expected), \
             np.errstate(all="ignore"):  # the warnings of the poisoned step are expected here
         fit(tmp_path, model, poisoned, data, evaluate_for(model, data), cfg, model_config={}, quiet=True)
     assert np.isfinite(model.out.weight.data).all()  # nothing of the step was applied
@@ -465,6 +466,40 @@ def test_loading_refuses_nan_and_integer_weights(teachers, cache, tmp_path, caps
     assert code == 2 and f"optimizer.m.{name} (1 of" in err and "refusing to resume" in err, err
 
 
+def _signalling_run(run_dir, signals_at_call_3):
+    """The toy run; its loss function sends this process the given signals at call 3."""
+    model, data = make()
+    inner, calls = loss_fn_for(model), {"n": 0}
+
+    def loss_fn(batch):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            for s in signals_at_call_3:
+                os.kill(os.getpid(), s)
+        return inner(batch)
+    return fit(run_dir, model, loss_fn, data, evaluate_for(model, data), TrainConfig(**CFG), model_config={},
+               quiet=True)
+
+
+def test_sigterm_finishes_the_step_and_saves_a_resumable_checkpoint(tmp_path, capsys):
+    from minispike.finetune import TrainingInterrupted
+    with pytest.raises(TrainingInterrupted, match="SIGTERM after step 3") as e:
+        _signalling_run(tmp_path, [signal.SIGTERM])
+    assert e.value.signal == signal.SIGTERM
+    assert load_checkpoint(tmp_path / "checkpoints" / "last").extra["step"] == 3  # none was due before step 5
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is gone with the loop
+    assert "stopping after this step" in capsys.readouterr().err
+
+
+def test_a_second_ctrl_c_stops_at_once_without_saving(tmp_path, capsys):
+    from minispike.finetune import TrainingInterrupted
+    with pytest.raises(KeyboardInterrupt) as e:
+        _signalling_run(tmp_path, [signal.SIGINT, signal.SIGINT])
+    assert not isinstance(e.value, TrainingInterrupted)
+    assert not (tmp_path / "checkpoints" / "last").exists()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
 # ----------------------------------------------------------------------------------------
 # Kill -9 and Ctrl-C in a real process, then --resume: bit-identical to an uninterrupted run
 # ----------------------------------------------------------------------------------------
@@ -502,10 +537,28 @@ STAGES = {
 }
 
 
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    """stage -> the run directory of an uninterrupted run (made once; how often a run saves its
+    checkpoint changes nothing else, so one reference serves every test of that stage)."""
+    made, root = {}, tmp_path_factory.mktemp("uninterrupted")
+
+    def reference(stage, args, capsys):
+        if stage not in made:
+            assert cli(args + ["--checkpoint-every", "5", "--out", root / stage], capsys)[0] == 0
+            made[stage] = root / stage
+        return made[stage]
+    return reference
+
+
+def _args(stage, teachers):
+    return STAGES[stage](teachers) + SMALL + ["--batch-size", "4", "--max-steps", "40"]
+
+
 @pytest.mark.parametrize("stage", sorted(STAGES))
-def test_kill_9_then_resume_equals_an_uninterrupted_run(stage, teachers, cache, tmp_path, capsys):
-    args = STAGES[stage](teachers) + SMALL + ["--batch-size", "4", "--max-steps", "40", "--checkpoint-every", "5"]
-    assert cli(args + ["--out", tmp_path / "full"], capsys)[0] == 0
+def test_kill_9_then_resume_equals_an_uninterrupted_run(stage, teachers, cache, uninterrupted, tmp_path, capsys):
+    full = uninterrupted(stage, _args(stage, teachers), capsys)
+    args = _args(stage, teachers) + ["--checkpoint-every", "5"]
     proc = _start(args + ["--out", tmp_path / "cut"], cache)
     alive = _wait_for(tmp_path / "cut" / "checkpoints" / "last" / "state.json", proc)
     if alive:  # meanwhile, a second process is refused, naming the owner
@@ -516,12 +569,13 @@ def test_kill_9_then_resume_equals_an_uninterrupted_run(stage, teachers, cache, 
     assert alive, "the run finished before it could be killed: the test proved nothing"
     code, err = cli(args + ["--out", tmp_path / "cut", "--resume"], capsys)
     assert code == 0 and f"stale lock (of process {proc.pid}" in err, err
-    _same_run(tmp_path / "full", tmp_path / "cut")
+    _same_run(full, tmp_path / "cut")
 
 
-def test_ctrl_c_saves_a_checkpoint_and_tells_the_exact_resume_command(teachers, cache, tmp_path, capsys):
-    args = STAGES["stage2"](teachers) + SMALL + ["--batch-size", "4", "--max-steps", "40", "--checkpoint-every", "50"]
-    assert cli(args + ["--out", tmp_path / "full"], capsys)[0] == 0
+def test_ctrl_c_saves_a_checkpoint_and_tells_the_exact_resume_command(
+        teachers, cache, uninterrupted, tmp_path, capsys):
+    full = uninterrupted("stage2", _args("stage2", teachers), capsys)
+    args = _args("stage2", teachers) + ["--checkpoint-every", "50"]
     proc = _start(args + ["--out", tmp_path / "cut"], cache)
     alive = _wait_for(tmp_path / "cut" / "checkpoints" / "best" / "state.json", proc)  # the eval at step 9
     if alive:
@@ -534,8 +588,6 @@ def test_ctrl_c_saves_a_checkpoint_and_tells_the_exact_resume_command(teachers, 
     assert 9 <= state["step"] < 40, state
     command = err.strip().splitlines()[-1].split("continue with: ")[1]
     assert command.startswith("python -m minispike distill ") and command.endswith(" --resume")
-    resumed = subprocess.run([sys.executable, *shlex.split(command)[1:]], env=cache, cwd=ROOT,
-                             capture_output=True, text=True)
-    assert resumed.returncode == 0, resumed.stderr
-    _same_run(tmp_path / "full", tmp_path / "cut")
+    assert cli(shlex.split(command)[3:], capsys)[0] == 0  # the command as printed (run in this process)
+    _same_run(full, tmp_path / "cut")
     assert not (tmp_path / "cut" / rundir.LOCK_NAME).exists()

@@ -201,7 +201,6 @@ def load_checkpoint(directory, dtype=None, load_tensors=True):
     return Checkpoint(directory, tensors, config, extra, files)
 
 
-
 _BACKUP = re.compile(r"^\.(?P<name>.+)\.old-(?P<tag>[^.]+)$")
 _TEMPORARY = re.compile(r"^\..+\.tmp-[^.]+$")  # save_checkpoint's temporary directory
 _TEMPORARY_FILE = re.compile(r"^\..+\.tmp$")  # atomic_write's temporary file
