@@ -8,8 +8,9 @@
 # **What you should know first:** derivatives and the chain rule; a little NumPy. Nothing about
 # spikes yet.
 #
-# **Time:** fast (`--fast`) about 3 s, full about 3 s on 2 CPU cores (the same work: this
-# example is always fast; measured while the machine was shared with other jobs).
+# **Time:** fast (`--fast`) about 2 s, full about 2 s of CPU time on one core (the same work:
+# this example is always fast); measured on a 2-core machine shared with other jobs, where the
+# wall-clock time was 6 to 10 times longer (examples/README.md)
 #
 # Run it as a script, `python examples/01_autograd_by_hand.py [--out DIR]`, or cell by cell
 # (VS Code, PyCharm, Spyder, Jupyter; options then come from `MINISPIKE_OUT`, see examples/README.md).

@@ -7,8 +7,9 @@
 #
 # **What you should know first:** example 01 (a graph of operations); nothing else about spikes.
 #
-# **Time:** fast (`--fast`) about 2 s, full about 2 s on 2 CPU cores (always fast; measured
-# while the machine was shared with other jobs).
+# **Time:** fast (`--fast`) about 2 s, full about 2 s of CPU time on one core (always fast);
+# measured on a 2-core machine shared with other jobs, where the wall-clock time was 6 to 10
+# times longer (examples/README.md)
 #
 # A LIF neuron keeps a membrane potential V. At each time step t it does
 #

@@ -9,8 +9,9 @@
 # **What you should know first:** examples 01 (backward) and 02 (the LIF neuron fires when
 # H >= V_th).
 #
-# **Time:** fast (`--fast`) about 3 s, full about 3 s on 2 CPU cores (always fast; measured
-# while the machine was shared with other jobs).
+# **Time:** fast (`--fast`) about 2 s, full about 2 s of CPU time on one core (always fast);
+# measured on a 2-core machine shared with other jobs, where the wall-clock time was 6 to 10
+# times longer (examples/README.md)
 #
 # A spike is a step: S = Theta(x) with x = H - V_th, Theta(x) = 1 if x >= 0 else 0. Its
 # derivative is 0 everywhere except at x = 0, where it is infinite. Backpropagation multiplies

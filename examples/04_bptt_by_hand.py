@@ -11,8 +11,9 @@
 # **What you should know first:** examples 02 (charge, fire, reset) and 03 (surrogate
 # gradients: g' stands in for the spike's derivative).
 #
-# **Time:** fast (`--fast`) about 3 s, full about 3 s on 2 CPU cores (always fast; measured
-# while the machine was shared with other jobs).
+# **Time:** fast (`--fast`) about 2 s, full about 2 s of CPU time on one core (always fast);
+# measured on a 2-core machine shared with other jobs, where the wall-clock time was 6 to 10
+# times longer (examples/README.md)
 #
 # The forward (example 02), for t = 0 .. 3, with V[-1] = 0, **tau = 3**, V_th = 1, hard reset to 0:
 #

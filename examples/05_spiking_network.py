@@ -11,8 +11,9 @@
 # **What you should know first:** examples 02 (the LIF neuron), 03 (surrogate gradients) and
 # 04 (BPTT); a training loop in PyTorch or NumPy (forward, loss, backward, optimiser step).
 #
-# **Time:** fast (`--fast`) about 9 s, full about 60 s on 2 CPU cores (measured while the
-# machine was shared with other jobs).
+# **Time:** fast (`--fast`) about 8 s, full about 22 s of CPU time on one core (60 or 300
+# steps per training run, 21 runs); measured on a 2-core machine shared with other jobs, where
+# the wall-clock time was 6 to 10 times longer (examples/README.md)
 #
 # The network, for a point p = (p1, p2) and class c (two interleaved half-moons):
 #

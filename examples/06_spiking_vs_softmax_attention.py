@@ -8,8 +8,9 @@
 # **What you should know first:** example 05 (spiking layers, `SpikeLinear`); attention as in
 # a Transformer (Q, K, V, softmax(Q K^T / sqrt(d)) V).
 #
-# **Time:** fast (`--fast`) about 6 s, full about 6 s on 2 CPU cores (always fast; with
-# all-MiniLM-L6-v2 installed; measured while the machine was shared with other jobs).
+# **Time:** fast (`--fast`) about 4 s, full about 4 s of CPU time on one core (always fast;
+# with all-MiniLM-L6-v2 installed); measured on a 2-core machine shared with other jobs, where
+# the wall-clock time was 6 to 10 times longer (examples/README.md)
 #
 # BERT (the teacher), per head:
 #

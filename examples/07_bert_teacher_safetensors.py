@@ -9,8 +9,9 @@
 # **What you should know first:** BERT's architecture at the level of "embeddings, then N
 # Transformer layers"; example 06 (the teacher's attention).
 #
-# **Time:** fast (`--fast`) about 5 s, full about 5 s on 2 CPU cores (always fast; with
-# all-MiniLM-L6-v2 installed; measured while the machine was shared with other jobs).
+# **Time:** fast (`--fast`) about 2 s, full about 2 s of CPU time on one core (always fast;
+# with all-MiniLM-L6-v2 installed); measured on a 2-core machine shared with other jobs, where
+# the wall-clock time was 6 to 10 times longer (examples/README.md)
 #
 # A safetensors file is an 8-byte header length, a JSON header (name -> dtype, shape, byte
 # offsets) and the raw bytes of every tensor, back to back. minispike parses the header itself

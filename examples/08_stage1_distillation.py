@@ -9,8 +9,9 @@
 # **What you should know first:** examples 05 (training a spiking network) and 07 (the
 # teacher's hidden states); mean squared error.
 #
-# **Time:** fast (`--fast`, 30 steps) about 7 s, full (80 steps) about 15 s on 2 CPU cores
-# (measured while the machine was shared with other jobs).
+# **Time:** fast (`--fast`) about 3 s, full about 5 s of CPU time on one core (30 or 80
+# steps); measured on a 2-core machine shared with other jobs, where the wall-clock time was 6
+# to 10 times longer (examples/README.md)
 #
 # Stage 1 needs no labels. A plain BERT (the teacher) reads unlabelled sentences; the spiking
 # student reads the same token ids and is trained so that its internal representations match

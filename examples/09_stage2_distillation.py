@@ -9,9 +9,9 @@
 # **What you should know first:** examples 07 (the teacher) and 08 (stage 1: the feature and
 # embedding losses); cross-entropy and the KL divergence between two distributions.
 #
-# **Time:** fast (`--fast`) about 45 s, full about 4 minutes on 2 CPU cores (with
-# all-MiniLM-L6-v2 installed; measured while the machine was shared with other jobs, which
-# slowed it by about 3x).
+# **Time:** fast (`--fast`) about 16 s, full about 37 s of CPU time on one core (with
+# all-MiniLM-L6-v2 installed); measured on a 2-core machine shared with other jobs, where the
+# wall-clock time was 6 to 10 times longer (examples/README.md)
 #
 # First a BERT teacher is fine-tuned on the task (cross-entropy on the gold labels). Then the
 # spiking student is trained on the training sentences *and* on augmented copies of them
@@ -352,7 +352,7 @@ if plt is not None:
         a1.plot(steps, smooth(v), label=name, lw=2 if i == 0 else 1)
     a1.set_yscale("log")
     a1.set_xlabel("step")
-    a1.set_ylabel("loss term (unweighted), mean of 10 steps")
+    a1.set_ylabel("loss, mean of 10 steps (terms unweighted)")
     a1.set_title("Stage 2 in miniature: the distilled student")
     a1.legend(fontsize=8)
     a2.bar(range(3), [results["labels-only baseline"]["both"], results["distilled student"]["both"],

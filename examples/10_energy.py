@@ -9,8 +9,9 @@
 # **What you should know first:** examples 05 (firing rates) and 06 (spiking attention); what
 # a Linear layer computes.
 #
-# **Time:** fast (`--fast`, 4 sentences) about 8 s, full (16 sentences) about 10 s on 2 CPU
-# cores (with all-MiniLM-L6-v2 installed; measured while the machine was shared with other jobs).
+# **Time:** fast (`--fast`) about 3 s, full about 3 s of CPU time on one core (4 or 16
+# sentences; with all-MiniLM-L6-v2 installed); measured on a 2-core machine shared with other
+# jobs, where the wall-clock time was 6 to 10 times longer (examples/README.md)
 #
 # On 45 nm hardware (Horowitz 2014) a 32-bit float multiply-accumulate costs E_MAC = 4.6 pJ and
 # an accumulate E_AC = 0.9 pJ. A layer whose input is binary spikes needs no multiplies: a

@@ -8,9 +8,11 @@
 #
 # **What you should know first:** examples 08 (stage 1), 09 (stage 2) and 10 (energy).
 #
-# **Time:** fast (`--fast`, 6 steps a stage: checks the plumbing, not the accuracy) about 40 s,
-# full (the built-in task, its plan's epochs) about 6 minutes on 2 CPU cores (with
-# all-MiniLM-L6-v2 installed; measured while the machine was shared with other jobs).
+# **Time:** fast (`--fast`) about 17 s, full about 150 s of CPU time on one core (6 steps a
+# stage (checks the plumbing, not the accuracy) or the built-in plan's epochs; with
+# all-MiniLM-L6-v2 installed); measured on a 2-core machine shared with other jobs, where the
+# wall-clock time was 6 to 10 times longer (examples/README.md)
+#
 # A downloaded task takes hours on a CPU unless `--budget N` caps every stage at N steps.
 #
 #     0. fine-tune the BERT teacher (all-MiniLM-L6-v2) on the task        pipeline.finetune_teacher

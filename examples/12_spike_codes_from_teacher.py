@@ -10,8 +10,9 @@
 # **What you should know first:** examples 05 (spiking layers), 07 (the teacher's word
 # embeddings) and 08 (stage 1); PCA at the level of "the leading eigenvectors of the covariance".
 #
-# **Time:** fast (`--fast`) about 10 s, full about 10 s on 2 CPU cores (always fast; with
-# all-MiniLM-L6-v2 installed; measured while the machine was shared with other jobs).
+# **Time:** fast (`--fast`) about 4 s, full about 4 s of CPU time on one core (always fast;
+# with all-MiniLM-L6-v2 installed); measured on a 2-core machine shared with other jobs, where
+# the wall-clock time was 6 to 10 times longer (examples/README.md)
 #
 # The student's embedding row E_v (D numbers) goes through the Heaviside, S_v = Theta(E_v).
 # The paper starts E at random, N(0, 1): every code is a coin toss. `distill.embedding_from_teacher`
