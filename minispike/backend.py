@@ -68,7 +68,7 @@ def _check_operands(values, what, comparison=False):
     A comparison also takes a 0-d host array (CuPy turns it into ``.item()``).
     """
     for x in values:
-        if isinstance(x, StrictArray) or _is_scalar(x):
+        if isinstance(x, StrictArray) or _is_scalar(x) or x is None:  # None: xp.clip(a, 0, None)
             continue
         if comparison and isinstance(x, np.ndarray) and x.ndim == 0:
             continue

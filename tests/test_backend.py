@@ -13,8 +13,9 @@ from minispike.tensor import Tensor
 PKG = Path(minispike.__file__).parent
 # Floors that touch files and host memory may use numpy; everything else takes xp from its inputs.
 # pipeline.py handles host-side token ids, labels and predictions (model data goes through xp).
-# autograder.py grades learners' exercises, which are NumPy functions by design.
-HOST_SIDE = {"backend.py", "cli.py", "pipeline.py", "autograder.py"}
+# autograder.py grades learners' exercises, which are NumPy functions by design; notebooks.py
+# converts example files (its docstring shows example code that imports NumPy).
+HOST_SIDE = {"backend.py", "cli.py", "pipeline.py", "autograder.py", "notebooks.py"}
 HOST_DIRS = {"io", "text"}
 
 
