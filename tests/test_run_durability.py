@@ -95,6 +95,29 @@ def test_a_full_run_refuses_before_any_training(teachers, cache, tmp_path, capsy
     assert sorted(os.listdir(out)) == ["stage2"]
 
 
+def test_run_resume_continues_stages_with_a_checkpoint_and_restarts_the_others(tmp_path, monkeypatch):
+    """``run --resume`` after a kill in stage 1: the finished teacher continues (a no-op), the
+    stage-1 stub without a checkpoint starts afresh (moved aside), stage 2 starts."""
+    from minispike import pipeline
+    out = tmp_path / "run"
+    (out / "teacher" / "checkpoints" / "last").mkdir(parents=True)
+    (out / "stage1").mkdir()
+    (out / "stage1" / "log.jsonl").write_text("{}\n")
+    calls = []
+
+    def stage(name):
+        def fake(run_dir, cfg, *a, **kw):
+            calls.append((name, os.path.basename(run_dir), cfg.resume, cfg.overwrite))
+            return {"checkpoint": str(run_dir)}
+        return fake
+    for name in ("finetune_teacher", "pretrain", "distill"):
+        monkeypatch.setattr(pipeline, name, stage(name))
+    monkeypatch.setattr(pipeline, "energy_report", lambda *a, **kw: {})
+    pipeline.run(out, StageConfig(resume=True), pipeline.RunPlan(), teacher="t")
+    assert calls == [("finetune_teacher", "teacher", True, False), ("pretrain", "stage1", False, True),
+                     ("distill", "stage2", False, True)]
+
+
 def test_resume_without_a_checkpoint_is_refused(teachers, cache, tmp_path, capsys):
     code, err = cli(direct(teachers, tmp_path / "new", "--resume"), capsys)
     assert code == 2 and "nothing to continue" in err and "holds no run" in err, err
