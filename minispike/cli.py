@@ -296,8 +296,7 @@ def _check_paths(args):
 def validate(args, defaults=None, config_source=None, config_keys=()):
     """Refuse out-of-range options, impossible model shapes and unusable paths before work begins.
 
-    ``defaults``: the sub-command's option defaults; a --max-length left at its default is not
-    held against a checkpoint's limit (the command then decides the length)."""
+    ``defaults``: the sub-command's option defaults (a message says when a refused value is one)."""
     for dest, (test, expected) in OPTION_RANGES.items():
         value = getattr(args, dest, None)
         if value is None or isinstance(value, bool):
@@ -318,7 +317,8 @@ def validate(args, defaults=None, config_source=None, config_keys=()):
                             f"(the width is split evenly between the heads)")
     _check_paths(args)
     length = getattr(args, "max_length", None)
-    if length is not None and (length != (defaults or {}).get("max_length") or "max_length" in config_keys):
+    if length is not None:  # None: the checkpoint's own length (evaluate, predict, energy)
+        default = length == (defaults or {}).get("max_length") and "max_length" not in config_keys
         models = [getattr(args, d, None) for d in ("checkpoint", "student", "teacher")]
         if args.command in ("finetune-teacher", "pretrain", "train-direct", "run") and not getattr(args, "teacher", None):
             from .models.bert import find_default_teacher
@@ -326,7 +326,8 @@ def validate(args, defaults=None, config_source=None, config_keys=()):
         for path in models:
             limit = _length_limit(path)
             if limit and length > limit[0]:
-                raise UserError(f"--max-length {length}: the model in {path} takes at most {limit[0]} tokens "
+                raise UserError(f"--max-length {length}{' (the default)' if default else ''}: the model in {path} "
+                                f"takes at most {limit[0]} tokens "
                                 f"({limit[1]} in its config.json); expected {limit[0]} or less")
 
 
@@ -367,7 +368,7 @@ def cmd_distill(a):
     from .pipeline import distill
     m = distill(a.out, _stage_config(a), _train_config(a), teacher=a.teacher, student_init=a.init,
                 preset=a.preset, augment_copies=a.augment, student_overrides=_overrides(a),
-                embedding_init=a.embedding_init)
+                embedding_init=a.embedding_init, cache_teacher=a.cache_teacher)
     print(json.dumps(m, indent=2, default=str))
     return 0
 
@@ -597,6 +598,10 @@ def build_parser():
     p.add_argument("--teacher", required=True, help="fine-tuned teacher: a checkpoint or a finetune-teacher run directory")
     p.add_argument("--init", default=None, help="stage-1 student (checkpoint or run directory); default: random init")
     p.add_argument("--augment", type=int, default=10, help="augmented copies per training sentence (default 10, 0 = off)")
+    p.add_argument("--cache-teacher", choices=["off", "float16", "float32"], default="off",
+                   help="run the teacher once over the training + augmented sentences before training and keep its "
+                        "logits and mapped hidden states (real tokens only) in host memory, in this precision; "
+                        "later epochs run the student alone (the size is printed first; default off)")
     _add_embedding_init(p)
     _add_student(p)
     _add_train(p, epochs=3, lr=5e-4, weight_decay=5e-3)
@@ -678,8 +683,8 @@ def build_parser():
     p = sub.add_parser("plot", help="pictures of a run: training curves, spikes, attention, energy")
     p.add_argument("run_dir", help="a run directory (stage 2 or a full run)")
     p.add_argument("--out", default=None, help="where to write the PNGs (default: the run directory)")
-    p.add_argument("--task", default=None, help="task to draw an example sentence from")
     _add_backend(p)
+    p.add_argument("--task", default=None, help="task to draw an example sentence from")
     p.add_argument("--data-dir", default=None)
     p.set_defaults(func=cmd_plot)
 

@@ -16,7 +16,10 @@ is ``tap_i`` (B, L, D_teacher). Teacher hidden states are ``h_0`` (embeddings) .
                  w_kl L_kl + w_ce L_ce + w_feat L_feat + w_emb L_emb
 
 Default weights follow the official stage-2 script (docs/distillation.md): 1.0 / 0.1 / 0.1 / 0.1.
-Teacher outputs are computed per batch inside ``no_grad`` (no graph, no gradient).
+Teacher outputs are computed per batch inside ``no_grad`` (no graph, no gradient), or, for a
+fixed transfer set (stage 2: the training split and its augmented copies are drawn before
+training), once for all epochs: ``TeacherCache`` keeps each sentence's logits and the mapped
+layers' hidden states at its real tokens (``--cache-teacher``).
 
 Optionally (not in the paper, a CPU-budget shortcut) the student's word embedding starts as the
 teacher's, compressed by PCA: ``embedding_from_teacher``.
@@ -30,7 +33,7 @@ from . import backend, ops
 from .tensor import no_grad
 
 __all__ = ["LossWeights", "layer_map", "feature_loss", "embedding_loss", "distill_loss", "teacher_targets",
-           "embedding_from_teacher"]
+           "TeacherCache", "embedding_from_teacher"]
 
 
 @dataclass
@@ -97,6 +100,72 @@ def teacher_targets(teacher, input_ids, attention_mask, with_logits: bool):
         hidden = [h.data for h in out.hidden_states]
         logits = out.logits.data if with_logits else None
     return TeacherTargets(hidden, words, logits)
+
+
+class TeacherCache:
+    """The frozen teacher's targets for a fixed set of sentences, computed once, looked up per batch.
+
+    For sentence n with ``len_n`` real tokens it keeps the logits (C,) in float32 and, for each
+    mapped hidden state j (``layers``), the rows h_j[n, :len_n] (len_n, D_t) in ``dtype``: one
+    flat (total real tokens, D_t) host array per layer; padding is never stored (the losses mask
+    it). ``float16`` halves the memory; its rounding (at most 2^-11 ~ 4.9e-4 of each value,
+    relatively) moves the feature loss by about that much. ``float32`` gives the uncached targets
+    up to the last-bit differences of running the teacher on other batch compositions. The
+    word-embedding rows are a table lookup, gathered per batch exactly as uncached. Host memory
+    (like the token ids), so a GPU's memory holds only the batch:
+
+        bytes = (sum_n len_n) * len(layers) * D_t * itemsize  +  N * C * 4
+    """
+
+    def __init__(self, teacher, sequences, layers, with_logits=True, dtype="float16", batch_size=64, pad_id=0):
+        import numpy as np  # host: the cache is host data, like the token ids
+        bert = getattr(teacher, "bert", teacher)
+        self.words = bert.embeddings.word_embeddings.weight.data  # (V, D_t), on the device
+        self.layers = sorted(set(layers))
+        self.n_hidden = bert.config.num_hidden_layers + 1  # h_0 .. h_Lt
+        lengths = [len(sequences[i]) for i in range(len(sequences))]
+        self.offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)  # host: sentence n's rows
+        width = bert.config.hidden_size
+        self.hidden = {j: np.zeros((int(self.offsets[-1]), width), dtype=dtype) for j in self.layers}  # host:
+        self.logits = None
+        order = sorted(range(len(sequences)), key=lambda i: lengths[i])  # batches of similar length
+        for start in range(0, len(order), batch_size):
+            idx = order[start:start + batch_size]
+            L = max(1, max(lengths[i] for i in idx))
+            ids = np.full((len(idx), L), pad_id, dtype=np.int64)  # host: (b, L)
+            mask = np.zeros((len(idx), L), dtype=np.int64)  # host: (b, L)
+            for b, i in enumerate(idx):
+                ids[b, :lengths[i]] = sequences[i]
+                mask[b, :lengths[i]] = 1
+            t = teacher_targets(teacher, backend.asarray(ids), backend.asarray(mask), with_logits=with_logits)
+            if with_logits:
+                if self.logits is None:
+                    self.logits = np.zeros((len(sequences), t.logits.shape[-1]), dtype=np.float32)  # host: (N, C)
+                self.logits[idx] = backend.to_numpy(t.logits)
+            for j in self.layers:
+                h = backend.to_numpy(t.hidden[j])  # (b, L, D_t) on the host
+                for b, i in enumerate(idx):
+                    self.hidden[j][self.offsets[i]:self.offsets[i + 1]] = h[b, :lengths[i]]
+
+    @staticmethod
+    def planned_bytes(lengths, n_layers, width, n_classes, dtype="float16"):
+        """The cache's size, said before it is built."""
+        import numpy as np  # host: a dtype's size
+        return int(sum(lengths)) * n_layers * width * np.dtype(dtype).itemsize + len(lengths) * n_classes * 4
+
+    def targets(self, index, input_ids) -> TeacherTargets:
+        """The batch's targets: ``index`` (B,) host sentence numbers, ``input_ids`` (B, L) on the device."""
+        import numpy as np  # host: the batch is assembled on the host, then moved once
+        B, L = input_ids.shape
+        hidden = [None] * self.n_hidden  # only the mapped layers are filled: feature_loss reads no other
+        for j in self.layers:
+            rows = np.zeros((B, L, self.hidden[j].shape[1]), dtype=self.words.dtype)  # host: (B, L, D_t), padding 0
+            for b, i in enumerate(index):
+                lo, hi = self.offsets[i], self.offsets[i + 1]
+                rows[b, :hi - lo] = self.hidden[j][lo:hi]
+            hidden[j] = backend.asarray(rows)
+        logits = None if self.logits is None else backend.asarray(self.logits[index].astype(self.words.dtype))
+        return TeacherTargets(hidden, self.words[input_ids], logits)
 
 
 def distill_loss(student_out, targets: TeacherTargets, mask, w: LossWeights, labels=None, has_label=None,

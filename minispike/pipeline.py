@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np  # host-side: token ids, labels and predictions
 
 from . import backend, ops
-from .distill import LossWeights, distill_loss, embedding_from_teacher, teacher_targets
+from .distill import LossWeights, TeacherCache, distill_loss, embedding_from_teacher, layer_map, teacher_targets
 from .finetune import TrainConfig, fit
 from .io.checkpoint import CheckpointError, load_checkpoint, read_json, write_json
 from .io.safetensors import SafetensorsError
@@ -352,11 +352,12 @@ def _init_embedding(student, teacher, how, cfg):
     return explained
 
 
-def _student_loss(student, teacher, w: LossWeights, with_logits):
+def _student_loss(student, teacher, w: LossWeights, with_logits, cache=None):
     """loss_fn(batch) for the student: the distillation losses, or (no teacher) plain CE.
 
     Rows labelled -1 (augmented text) have no gold label: CE skips them, the teacher's
-    logits and features still teach them.
+    logits and features still teach them. ``cache`` (a ``TeacherCache`` of the batches'
+    sentences): the teacher's targets are looked up by ``batch["index"]`` instead of computed.
     """
     def loss_fn(batch):
         ids, mask = backend.asarray(batch["ids"]), backend.asarray(batch["mask"])
@@ -365,7 +366,8 @@ def _student_loss(student, teacher, w: LossWeights, with_logits):
         if teacher is None:  # train_direct: gold labels only
             loss = ops.cross_entropy(out.logits, backend.asarray(labels))
             return loss, {"loss_ce": loss.data}  # on the device: fit reads it when it logs
-        targets = teacher_targets(teacher, ids, mask, with_logits=with_logits)
+        targets = (cache.targets(batch["index"], ids) if cache is not None
+                   else teacher_targets(teacher, ids, mask, with_logits=with_logits))
         if labels is None:  # unlabelled text (stage 1)
             return distill_loss(out, targets, mask, w)
         has_label = labels >= 0
@@ -434,8 +436,12 @@ def pretrain(run_dir, cfg: StageConfig, train: TrainConfig, teacher=None, preset
     return _write_metrics(run_dir, metrics)
 
 
-def _task_student_stage(run_dir, cfg, train, tok, student, teacher, w, augment_copies, desc, stage, extra_metrics):
-    """Shared by distill and train_direct: train on train (+ augmentation), select on dev, test once."""
+def _task_student_stage(run_dir, cfg, train, tok, student, teacher, w, augment_copies, desc, stage, extra_metrics,
+                        cache_teacher="off"):
+    """Shared by distill and train_direct: train on train (+ augmentation), select on dev, test once.
+
+    ``cache_teacher`` "float16" / "float32": the teacher runs once over the transfer set before
+    training (``TeacherCache``); every epoch then runs the student alone."""
     from .text.augment import augment
     enc, labels, train_data = _split(cfg, "train", tok)
     warn_about_data(cfg, tok, train_data.texts)
@@ -457,7 +463,8 @@ def _task_student_stage(run_dir, cfg, train, tok, student, teacher, w, augment_c
         _say(cfg, result.summary())
     data = Batcher(enc, labels, batch_size=train.batch_size, seed=train.seed, pad_id=tok.pad_id)
     dev = _eval_batches(dev_enc, dev_labels, tok, cfg.eval_batch_size)
-    loss_fn = _student_loss(student, teacher, w, with_logits=True)
+    cache = _teacher_cache(cfg, teacher, student, w, data, cache_teacher)
+    loss_fn = _student_loss(student, teacher, w, with_logits=True, cache=cache)
     summary = fit(run_dir, student, loss_fn, data, lambda: dev_metrics(student, dev), train,
                   model_config=student.config.to_dict(), resume=cfg.resume,
                   quiet=cfg.quiet, desc=desc, writer=tok.save_pretrained)
@@ -473,13 +480,34 @@ def _task_student_stage(run_dir, cfg, train, tok, student, teacher, w, augment_c
     return _write_metrics(run_dir, metrics)
 
 
+def _teacher_cache(cfg, teacher, student, w, data, dtype):
+    """The transfer set's teacher targets, computed once (``dtype`` "off": None, per batch)."""
+    if dtype == "off" or teacher is None:
+        return None
+    bert = getattr(teacher, "bert", teacher)
+    layers = [j for _, j in layer_map(student.config.depth, bert.config.num_hidden_layers, w.ignore_front)
+              ] if w.features else []
+    lengths = data.data.lengths
+    size = TeacherCache.planned_bytes(lengths, len(layers), bert.config.hidden_size, teacher.config.num_labels, dtype)
+    _say(cfg, f"teacher cache: {len(lengths):,} sentences, {int(sum(lengths)):,} real tokens, hidden states "
+              f"{layers} in {dtype} + logits: {size / 2**20:,.1f} MB of host memory; computing it once")
+    t0 = time.perf_counter()
+    cache = TeacherCache(teacher, data.data, layers, with_logits=True, dtype=dtype, pad_id=data.pad_id)
+    _say(cfg, f"teacher cache: built in {time.perf_counter() - t0:.1f} s")
+    return cache
+
+
 @claims_run_dir
 def distill(run_dir, cfg: StageConfig, train: TrainConfig, teacher, student_init=None, preset="cpu",
-            weights: LossWeights | None = None, augment_copies=10, student_overrides=None, embedding_init="random"):
+            weights: LossWeights | None = None, augment_copies=10, student_overrides=None, embedding_init="random",
+            cache_teacher="off"):
     """Stage 2: the student learns the task from the fine-tuned teacher (and the labels).
 
     Without ``student_init``, ``embedding_init="teacher"`` starts the word embedding from the
-    teacher's by PCA (see ``pretrain``)."""
+    teacher's by PCA (see ``pretrain``). ``cache_teacher`` "float16" / "float32": the teacher's
+    targets for the whole transfer set are computed once, before the first step (``TeacherCache``)."""
+    if cache_teacher not in ("off", "float16", "float32"):
+        raise PipelineError(f"cache_teacher: {cache_teacher!r} is not one of off, float16, float32")
     if teacher is None:
         raise PipelineError("stage 2 needs the fine-tuned teacher: pass --teacher RUN_DIR/checkpoints/best")
     if student_init and embedding_init != "random":
@@ -505,7 +533,8 @@ def distill(run_dir, cfg: StageConfig, train: TrainConfig, teacher, student_init
                                f"stage 2 {task.name}", "distill",
                                {"teacher": os.fspath(teacher), "student_init": student_init,
                                 "reinitialised": fresh, "weights": w.to_dict(), "embedding_init": embedding_init,
-                                "pca_variance_explained": explained})
+                                "pca_variance_explained": explained, "cache_teacher": cache_teacher},
+                               cache_teacher=cache_teacher)
 
 
 @claims_run_dir
