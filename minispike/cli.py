@@ -286,7 +286,8 @@ def _check_paths(args):
         path = getattr(args, dest, None)
         if isinstance(path, str) and os.path.isfile(path):
             what = "a data directory" if dest == "data_dir" else "a checkpoint or run directory"
-            raise UserError(f"{_option(dest) if dest != 'checkpoint' else 'CHECKPOINT'} {path}: is a file, expected {what}")
+            option = "CHECKPOINT" if dest == "checkpoint" else _option(dest)
+            raise UserError(f"{option} {path}: is a file, expected {what}")
     for path in [getattr(args, "file", None), *(getattr(args, "corpus", None) or ())]:
         if path and not os.path.isfile(path):
             found = "a directory" if os.path.isdir(path) else "nothing"
@@ -320,7 +321,8 @@ def validate(args, defaults=None, config_source=None, config_keys=()):
     if length is not None:  # None: the checkpoint's own length (evaluate, predict, energy)
         default = length == (defaults or {}).get("max_length") and "max_length" not in config_keys
         models = [getattr(args, d, None) for d in ("checkpoint", "student", "teacher")]
-        if args.command in ("finetune-teacher", "pretrain", "train-direct", "run") and not getattr(args, "teacher", None):
+        trains = args.command in ("finetune-teacher", "pretrain", "train-direct", "run")
+        if trains and not getattr(args, "teacher", None):
             from .models.bert import find_default_teacher
             models.append(find_default_teacher())
         for path in models:
@@ -734,7 +736,8 @@ def _expected_type(action):
     one = ((lambda v: isinstance(v, number) and not isinstance(v, bool)) if number else (lambda v: isinstance(v, str)))
     name = {int: "an integer", float: "a number"}.get(kind, "a string")
     if action.choices:
-        one, name = (lambda v, base=one: base(v) and v in action.choices), f"one of {', '.join(map(str, action.choices))}"
+        one, name = (lambda v, base=one: base(v) and v in action.choices), \
+            f"one of {', '.join(map(str, action.choices))}"
     if action.nargs in ("*", "+"):
         return (lambda v: isinstance(v, list) and all(one(x) for x in v)), f"a list of {name.split(' ', 1)[-1]}s"
     return one, name

@@ -84,7 +84,8 @@ class SpikeBertConfig:
 
     # field -> (test, what the model needs); the neuron constants as the LIF dynamics require
     RANGES = {
-        "vocab_size": (lambda v: v >= 1, ">= 1"), "dim": (lambda v: v >= 1, ">= 1"), "heads": (lambda v: v >= 1, ">= 1"),
+        "vocab_size": (lambda v: v >= 1, ">= 1"), "dim": (lambda v: v >= 1, ">= 1"),
+        "heads": (lambda v: v >= 1, ">= 1"),
         "mlp_ratio": (lambda v: v >= 1, ">= 1"), "max_length": (lambda v: v >= 2, ">= 2 ([CLS] and [SEP])"),
         "num_classes": (lambda v: v >= 2, ">= 2"),
         "tau": (lambda v: v >= 1, ">= 1 (the leak factor 1 - 1/tau must lie in [0, 1))"),

@@ -171,7 +171,8 @@ def check_encoding(encoding, where) -> None:
     try:
         codecs.lookup(encoding)
     except (LookupError, TypeError):
-        raise DataError(f"{where}: encoding {encoding!r} is not one Python knows (expected e.g. utf-8, latin-1, gb18030)") from None
+        raise DataError(f"{where}: encoding {encoding!r} is not one Python knows "
+                        f"(expected e.g. utf-8, latin-1, gb18030)") from None
 
 
 def is_inside_relative(rel) -> bool:
@@ -201,18 +202,21 @@ def _check_task_fields(d: dict) -> None:
         if key in d and not isinstance(d[key], str):
             bad(key, "a string")
     for key in ("label_names", "label_values"):
-        if d.get(key) is not None and not (isinstance(d[key], (list, tuple)) and all(isinstance(v, str) for v in d[key])):
+        value = d.get(key)
+        if value is not None and not (isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value)):
             bad(key, "a list of strings")
     if not (isinstance(d["files"], dict) and all(isinstance(v, str) for v in d["files"].values())):
         bad("files", "an object mapping train/dev/test (or all) to file paths")
-    if "split_fractions" in d and not (isinstance(d["split_fractions"], (list, tuple)) and len(d["split_fractions"]) == 3
-                                       and all(isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0
-                                               for v in d["split_fractions"])):
+    fractions = d.get("split_fractions", DEFAULT_FRACTIONS)
+    if not (isinstance(fractions, (list, tuple)) and len(fractions) == 3
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0 for v in fractions)):
         bad("split_fractions", "three non-negative numbers (train, dev, test)")
     sources = d.get("sources", {})
-    if not (isinstance(sources, dict) and all(isinstance(v, Source) or (isinstance(v, dict) and set(v) == {"url", "sha256"}
-                                                                        and all(isinstance(x, str) for x in v.values()))
-                                              for v in sources.values())):
+
+    def is_source(v):
+        return isinstance(v, Source) or (isinstance(v, dict) and set(v) == {"url", "sha256"}
+                                         and all(isinstance(x, str) for x in v.values()))
+    if not (isinstance(sources, dict) and all(is_source(v) for v in sources.values())):
         bad("sources", 'an object mapping relative paths to {"url": ..., "sha256": ...}')
 
 

@@ -53,7 +53,8 @@ def read_vocab(path) -> list[str]:
         with open(path, encoding="utf-8") as f:
             toks = [line.rstrip("\n").rstrip("\r") for line in f]
     except UnicodeDecodeError as e:
-        raise TokenizerError(f"{path}: undecodable bytes at byte {e.start}, expected UTF-8 text, one token a line") from None
+        raise TokenizerError(f"{path}: undecodable bytes at byte {e.start}, expected UTF-8 text, "
+                             f"one token a line") from None
     while toks and toks[-1] == "":
         toks.pop()
     return toks
@@ -107,7 +108,8 @@ class Tokenizer:
         cfg = {}
         if (path / "tokenizer_config.json").is_file():
             cfg = read_json(path / "tokenizer_config.json", "tokenizer_config.json")
-        for key, kind in (("do_lower_case", bool), ("tokenize_chinese_chars", bool), ("model_max_length", (int, float))):
+        for key, kind in (("do_lower_case", bool), ("tokenize_chinese_chars", bool),
+                          ("model_max_length", (int, float))):
             if cfg.get(key) is not None and not isinstance(cfg[key], kind):
                 raise TokenizerError(f"{path / 'tokenizer_config.json'}: key {key!r} is {cfg[key]!r}, expected "
                                      f"{'true or false' if kind is bool else 'a number'}")
