@@ -48,7 +48,7 @@ import _shared  # noqa: E402  (the plumbing every example shares; puts the check
 import numpy as np  # noqa: E402
 
 from minispike import backend, ops  # noqa: E402
-from minispike.distill import LossWeights, TeacherTargets, distill_loss, embedding_from_teacher, layer_map, teacher_targets  # noqa: E402
+from minispike.distill import LossWeights, TeacherCache, distill_loss, embedding_from_teacher, layer_map  # noqa: E402
 from minispike.finetune import TrainConfig, fit  # noqa: E402
 from minispike.models.bert import BertConfig, BertForSequenceClassification, find_default_teacher  # noqa: E402
 from minispike.models.spikebert import SpikeBert, SpikeBertConfig  # noqa: E402
@@ -183,39 +183,24 @@ labels_all = np.concatenate([train.labels, -np.ones(aug.n_added, dtype=np.int64)
 # %% [markdown]
 # ## 4. The teacher's outputs, once for every sentence
 #
-# `teacher_targets` runs the frozen teacher without a graph: its hidden states (only the
-# layers the student's blocks are mapped to are kept), its word embeddings of the tokens, and
-# its logits. Rows are padded to 32 tokens; each batch takes its rows and its length.
+# `distill.TeacherCache` runs the frozen teacher (`teacher_targets`, no graph) once over all
+# the sentences and keeps its logits and the hidden states of the layers the student's blocks
+# are mapped to (real tokens only); each batch then looks its rows up instead of running the
+# teacher again (`python -m minispike distill --cache-teacher` does the same).
 
 # %%
 cfg = SpikeBertConfig.preset("tiny", vocab_size=tok.vocab_size, dim=32, depth=2, heads=4, T=4,
                              max_length=MAX_LENGTH, teacher_dim=teacher.config.hidden_size)
-mapped = {j for _, j in layer_map(cfg.depth, teacher.config.num_hidden_layers)}
-n_all = len(ids_all)
-cache = None
+mapped = [j for _, j in layer_map(cfg.depth, teacher.config.num_hidden_layers)]
 t0 = time.perf_counter()
-for batch in Batcher(ids_all, None, batch_size=64, shuffle=False, pad_id=tok.pad_id, to_device=True):
-    tt = teacher_targets(teacher, batch["ids"], batch["mask"], with_logits=True)
-    rows, L = batch["index"], batch["ids"].shape[1]
-    if cache is None:
-        D = tt.word_embedding.shape[-1]
-        cache = {"hidden": [np.zeros((n_all, MAX_LENGTH, D), np.float32) if j in mapped else None
-                            for j in range(len(tt.hidden))],
-                 "words": np.zeros((n_all, MAX_LENGTH, D), np.float32),
-                 "logits": np.zeros((n_all, tt.logits.shape[-1]), np.float32)}
-    for j in mapped:
-        cache["hidden"][j][rows, :L] = backend.to_numpy(tt.hidden[j])
-    cache["words"][rows, :L] = backend.to_numpy(tt.word_embedding)
-    cache["logits"][rows] = backend.to_numpy(tt.logits)
-print(f"3. teacher outputs for {n_all} sentences in {time.perf_counter() - t0:.1f} s "
-      f"(hidden states of teacher layers {sorted(mapped)} kept for the feature loss)")
+cache = TeacherCache(teacher, ids_all, mapped, with_logits=True, dtype="float32", pad_id=tok.pad_id)
+print(f"3. teacher outputs for {len(ids_all)} sentences in {time.perf_counter() - t0:.1f} s "
+      f"(hidden states of teacher layers {mapped} kept for the feature loss)")
 
 
 def cached_targets(batch):
-    """The teacher's outputs for this batch's sentences, cut to its length."""
-    idx, L = batch["index"], batch["ids"].shape[1]
-    return TeacherTargets([None if h is None else backend.asarray(h[idx, :L]) for h in cache["hidden"]],
-                          backend.asarray(cache["words"][idx, :L]), backend.asarray(cache["logits"][idx]))
+    """The teacher's outputs for this batch's sentences."""
+    return cache.targets(batch["index"], batch["ids"])
 
 
 # %% [markdown]
