@@ -75,3 +75,76 @@ def test_the_cache_keeps_only_real_tokens_and_says_its_size():
     assert cache.hidden[1].shape == (15, 16) and cache.hidden[1].dtype == np.float16
     planned = TeacherCache.planned_bytes(data.data.lengths, len(layers), 16, 2, "float16")
     assert planned == sum(h.nbytes for h in cache.hidden.values()) + cache.logits.nbytes
+
+
+# -- minispike.parallel: the blocked ops against one block (the plain path) ---------------
+from minispike import parallel  # noqa: E402
+from minispike.spiking.lif import LIFFunction  # noqa: E402
+from minispike.spiking.surrogate import ATan  # noqa: E402
+from minispike.tensor import Tensor  # noqa: E402
+
+
+def _run_op(op, inputs, threads, seed=5):
+    """Forward values and the gradients of every input for a random upstream gradient."""
+    with parallel.threads_scope(threads):
+        ts = [Tensor(backend.asarray(x.copy()), requires_grad=True) for x in inputs]
+        y = op(*ts)
+        g = backend.asarray(np.random.default_rng(seed).standard_normal(y.shape).astype(inputs[0].dtype))
+        (y * Tensor(g)).sum().backward()
+        return backend.to_numpy(y.data), [backend.to_numpy(t.grad) for t in ts]
+
+
+def _rand(*shape, scale=1.0, seed=0):
+    return (np.random.default_rng(seed).standard_normal(shape) * scale).astype(np.float32)
+
+
+OPS = {
+    "lif": (lambda x: LIFFunction.apply(x, None, 2.0, 1.0, v_reset=0.0, surrogate=ATan()),
+            lambda: [_rand(4, 8, 16, 160, scale=1.5)]),
+    "lif_soft_reset_learnable": (lambda x, tau, vth: LIFFunction.apply(x, None, tau, vth, v_reset=None,
+                                                                       surrogate=ATan(), detach_reset=False),
+                                 lambda: [_rand(4, 8, 16, 160, scale=1.5), np.float32(2.5) * np.ones((), np.float32),
+                                          np.ones((), np.float32)]),
+    "layer_norm": (lambda x, w, b: ops.layer_norm(x, w, b, eps=1e-5),
+                   lambda: [_rand(4, 8, 16, 64), _rand(64, seed=1) + 1, _rand(64, seed=2)]),
+    "softmax": (lambda x: ops.softmax(x, axis=-1), lambda: [_rand(8, 4, 32, 32, scale=3)]),
+    "softmax_axis_1": (lambda x: ops.softmax(x, axis=1), lambda: [_rand(8, 32, 4, 32, scale=3)]),
+    "gelu": (ops.gelu, lambda: [_rand(8, 64, 96, scale=2)]),
+}
+
+
+@pytest.mark.parametrize("name", sorted(OPS))
+def test_blocked_ops_equal_the_one_block_path(name):
+    op, make = OPS[name]
+    inputs = make()
+    assert len(parallel.blocks(inputs[0].size // inputs[0].shape[-1], inputs[0].shape[-1])) > 1 or name == "gelu"
+    y1, g1 = _run_op(op, inputs, threads=1)
+    y4, g4 = _run_op(op, inputs, threads=4)
+    if name.startswith("lif"):
+        assert set(np.unique(y1)) == {0.0, 1.0}
+    np.testing.assert_array_equal(y4, y1)  # the same operations on the same numbers: bit for bit (spikes too)
+    np.testing.assert_array_equal(g4[0], g1[0])  # so is the input's gradient
+    for a, b in zip(g4[1:], g1[1:]):  # parameters: sums over rows, added up block by block, in another order
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6 * float(np.abs(b).max()))
+
+
+def test_the_blocks_cover_every_row_once():
+    with parallel.threads_scope(3):
+        parts = parallel.blocks(10, per_row=parallel.MIN_BLOCK)
+        assert [(p.start, p.stop) for p in parts] == [(0, 3), (3, 6), (6, 10)]
+        assert parallel.blocks(10, per_row=1) == [slice(0, 10)]  # too small to be worth a thread
+
+
+def test_blocked_ops_run_on_the_strict_backend():
+    """The block functions call xp only: the strict backend (CuPy's stand-in) runs them, blocks cut."""
+    op, make = OPS["layer_norm"]
+    inputs = make()
+    y1, g1 = _run_op(op, inputs, threads=4)
+    backend.use("strict")
+    try:
+        ys, gs = _run_op(op, inputs, threads=4)
+    finally:
+        backend.use("numpy")
+    np.testing.assert_array_equal(ys, y1)
+    for a, b in zip(gs, g1):
+        np.testing.assert_array_equal(a, b)

@@ -14,7 +14,7 @@ dropout      y = x * m / (1 - p),  m ~ Bernoulli(1 - p) in training, y = x in ev
 where        y = c ? a : b                    da = g * c,  db = g * (1 - c)
 masked_fill  y = mask ? value : x             dx = g * (1 - mask)
 """
-from .. import backend
+from .. import backend, parallel
 from ..tensor import Function, Tensor
 
 
@@ -42,11 +42,24 @@ class Linear(Function):
 
 
 class Softmax(Function):
+    """Over the last axis, rows are independent: each direction is the work on a block of rows,
+    run on both cores by ``minispike.parallel`` (one block: the plain path; the same numbers).
+    Another axis is moved last first."""
+
     @staticmethod
     def forward(ctx, x, axis=-1):
         xp = backend.get_array_module(x)
-        e = xp.exp(x - x.max(axis=axis, keepdims=True))
-        p = e / e.sum(axis=axis, keepdims=True)
+        xl = xp.moveaxis(x, axis, -1)
+        x2 = xl.reshape(-1, xl.shape[-1])  # (N, n)
+        p = xp.empty_like(x2)
+
+        def rows(r):
+            e = xp.subtract(x2[r], x2[r].max(axis=1, keepdims=True), out=p[r])
+            xp.exp(e, out=e)
+            e /= e.sum(axis=1, keepdims=True)
+
+        parallel.for_blocks(rows, x2.shape[0], xp, per_row=x2.shape[1])
+        p = xp.moveaxis(p.reshape(xl.shape), -1, axis)
         ctx.save_for_backward(p)
         ctx.axis = axis
         return p
@@ -54,7 +67,19 @@ class Softmax(Function):
     @staticmethod
     def backward(ctx, g):
         (p,) = ctx.saved
-        return p * (g - (g * p).sum(axis=ctx.axis, keepdims=True))
+        xp = backend.get_array_module(g)
+        pl, gl = xp.moveaxis(p, ctx.axis, -1), xp.moveaxis(g, ctx.axis, -1)
+        p2, g2 = pl.reshape(-1, pl.shape[-1]), gl.reshape(-1, gl.shape[-1])  # (N, n)
+        dx = xp.empty_like(p2)
+
+        def rows(r):
+            d = xp.multiply(g2[r], p2[r], out=dx[r])
+            s = d.sum(axis=1, keepdims=True)  # sum(g * p)
+            xp.subtract(g2[r], s, out=d)
+            d *= p2[r]  # dx = p * (g - sum(g * p))
+
+        parallel.for_blocks(rows, p2.shape[0], xp, per_row=p2.shape[1])
+        return xp.moveaxis(dx.reshape(pl.shape), -1, ctx.axis)
 
 
 class LogSoftmax(Function):
@@ -77,8 +102,10 @@ class LogSoftmax(Function):
 class LayerNorm(Function):
     """Layer norm over the last axis, forward and backward written out (llm.c style).
 
-    Rows are flattened to (N, D); row dot products use einsum, and intermediate arrays are
-    reused in place, so each direction allocates two (N, D) arrays.
+    Rows are flattened to (N, D) and are independent: each direction is written once as the
+    work on a block of rows (``rows``), which ``minispike.parallel`` runs on both cores (one
+    block: the plain path). Row dot products use einsum; intermediate arrays are reused in
+    place, so each direction allocates two (N, D) arrays.
     """
 
     @staticmethod
@@ -86,15 +113,20 @@ class LayerNorm(Function):
         xp = backend.get_array_module(x)
         D = x.shape[-1]
         x2 = x.reshape(-1, D)  # (N, D)
-        mu = x2.mean(axis=1, keepdims=True)  # (N, 1)
-        xhat = x2 - mu  # x - mu
-        var = xp.einsum("ij,ij->i", xhat, xhat)[:, None] / D  # mean((x - mu)^2)
-        rstd = 1.0 / xp.sqrt(var + eps)  # (N, 1)
-        xhat *= rstd  # xhat = (x - mu) * rstd
+        xhat, y = xp.empty_like(x2), xp.empty_like(x2)  # (N, D)
+        rstd = xp.empty((x2.shape[0], 1), dtype=x2.dtype)  # (N, 1)
+
+        def rows(r):
+            xh = xp.subtract(x2[r], x2[r].mean(axis=1, keepdims=True), out=xhat[r])  # x - mu
+            var = xp.einsum("ij,ij->i", xh, xh)[:, None] / D  # mean((x - mu)^2)
+            rstd[r] = 1.0 / xp.sqrt(var + eps)
+            xh *= rstd[r]  # xhat = (x - mu) * rstd
+            xp.multiply(xh, weight, out=y[r])
+            y[r] += bias
+
+        parallel.for_blocks(rows, x2.shape[0], xp, per_row=D)
         ctx.save_for_backward(xhat, rstd, weight)
         ctx.shape = x.shape
-        y = xhat * weight
-        y += bias
         return y.reshape(x.shape)
 
     @staticmethod
@@ -103,17 +135,27 @@ class LayerNorm(Function):
         xp = backend.get_array_module(g)
         D = xhat.shape[1]
         g2 = g.reshape(-1, D)  # (N, D)
-        dweight = xp.einsum("ij,ij->j", g2, xhat)  # dL/dw = sum over rows of g * xhat
-        dbias = g2.sum(axis=0)  # dL/db = sum over rows of g
-        dxhat = g2 * weight  # through the affine
-        # through the normalisation: the mean term and the variance term
-        mean_dxhat = dxhat.mean(axis=1, keepdims=True)
-        mean_dxhat_xhat = xp.einsum("ij,ij->i", dxhat, xhat)[:, None] / D
-        dx = xhat * mean_dxhat_xhat
-        dxhat -= mean_dxhat
-        dxhat -= dx
-        dxhat *= rstd  # dx = rstd * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat))
-        return dxhat.reshape(ctx.shape), dweight, dbias
+        dx = xp.empty_like(xhat)  # (N, D)
+
+        def rows(r):
+            g_r, xh = g2[r], xhat[r]
+            dweight = xp.einsum("ij,ij->j", g_r, xh)  # dL/dw = sum over rows of g * xhat
+            dbias = g_r.sum(axis=0)  # dL/db = sum over rows of g
+            dxhat = xp.multiply(g_r, weight, out=dx[r])  # through the affine
+            # through the normalisation: the mean term and the variance term
+            mean_dxhat = dxhat.mean(axis=1, keepdims=True)
+            mean_dxhat_xhat = xp.einsum("ij,ij->i", dxhat, xh)[:, None] / D
+            variance_term = xh * mean_dxhat_xhat
+            dxhat -= mean_dxhat
+            dxhat -= variance_term
+            dxhat *= rstd[r]  # dx = rstd * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat))
+            return dweight, dbias
+
+        parts = parallel.for_blocks(rows, g2.shape[0], xp, per_row=D)
+        dweight, dbias = parts[0]
+        for dw, db in parts[1:]:  # the blocks' sums over rows
+            dweight, dbias = dweight + dw, dbias + db
+        return dx.reshape(ctx.shape), dweight, dbias
 
 
 class Dropout(Function):

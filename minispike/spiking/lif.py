@@ -40,7 +40,7 @@ from __future__ import annotations
 import contextlib
 import threading
 
-from .. import backend
+from .. import backend, parallel
 from ..nn import Module, Parameter
 from ..tensor import Function
 from .surrogate import ATan, Surrogate
@@ -71,40 +71,18 @@ class LIFFunction(Function):
         surrogate = surrogate or ATan()
         hard = v_reset is not None
         vr = float(v_reset) if hard else 0.0
-        T = x.shape[0]
         # H: (T, ...) membrane after charging, before firing: all that backward needs. With
         # overwrite_input (the caller's promise that nothing else reads x), H[t] replaces X[t]
         # in x's own buffer: X[t] is dead once H[t] is computed, and one (T, ...) array is saved.
         H = x if overwrite_input and _writable(x) else xp.empty_like(x)
         S = xp.empty_like(x)  # (T, ...) spikes, the output
-        v = vr if v0 is None else v0  # V[-1]
-        for t in range(T):
-            h = H[t]
-            # charge
-            if decay_input:  # H = V + (X - (V - V_reset)) / tau
-                if t == 0 and v0 is None and vr == 0.0:
-                    xp.divide(x[0], tau, out=h)  # V = 0: the same numbers, one pass
-                else:
-                    xp.subtract(x[t], v if vr == 0.0 else v - vr, out=h)
-                    h /= tau
-                    h += v
-            else:  # H = V - (V - V_reset) / tau + X
-                h[...] = v - (v if vr == 0.0 else v - vr) / tau + x[t]
-            # fire
-            if surrogate.spiking:
-                fired = h >= v_threshold  # == Theta(h - V_th) exactly in IEEE arithmetic
-                S[t] = fired
-            else:
-                S[t] = surrogate.primitive(h - v_threshold)
-            s = S[t]
-            # reset
-            if hard:
-                if surrogate.spiking:
-                    v = xp.where(fired, vr, h)  # == H (1 - S) + V_reset S for S in {0, 1}
-                else:
-                    v = h * (1.0 - s) + vr * s
-            else:
-                v = h - v_threshold * s
+        T = x.shape[0]
+        x2, H2, S2 = x.reshape(T, -1), H.reshape(T, -1), S.reshape(T, -1)  # (T, N) views: neurons side by side
+        args = (v0, tau, v_threshold, surrogate, hard, vr, decay_input, xp)
+        if _is_number(v0):  # neurons are independent: blocks of them on both cores (minispike.parallel)
+            parallel.for_blocks(lambda n: _forward_steps(x2[:, n], H2[:, n], S2[:, n], *args), H2.shape[1], xp, T)
+        else:  # an array v0 broadcasts over x.shape[1:]: one block
+            _forward_steps(x, H, S, *args)
         ctx.save_for_backward(H)
         ctx.options = (surrogate, hard, vr, detach_reset, decay_input)
         ctx.v0_is_array = not _is_number(v0)
@@ -117,62 +95,109 @@ class LIFFunction(Function):
     @staticmethod
     def backward(ctx, dS):
         (H,) = ctx.saved
-        surrogate, hard, vr, detach_reset, decay_input = ctx.options
-        tau, v_th = ctx.tau, ctx.v_threshold
-        want_tau, want_vth = not _is_number(tau), not _is_number(v_th)
         xp = backend.get_array_module(H)
         T = H.shape[0]
-
-        sg = surrogate.derivative(H - v_th)  # (T, ...) g'[t] = dS[t]/dH[t], for all t at once
-        if surrogate.spiking:
-            S = H >= v_th  # (T, ...) bool, recomputed from H
-        else:
-            S = surrogate.primitive(H - v_th)
-        dH = xp.multiply(dS, sg, out=sg)  # (T, ...) "through the spike"; the loop adds the rest in place
-        dtau = 0.0
-        dvth = -(dH.sum()) if want_vth else 0.0
-        beta = 1.0 - 1.0 / tau
-        dV = None  # dL/dV[t]; zero after the last step
-        for t in range(T - 1, -1, -1):
-            if dV is not None:
-                s = S[t]
-                h = dH[t]
-                # through the reset's spike: dV[t] * dV[t]/dS[t] * g'[t]   (cut by detach_reset)
-                if not detach_reset:
-                    g_t = surrogate.derivative(H[t] - v_th)
-                    dV_dS = (vr - H[t]) if hard else -v_th
-                    through_reset = dV * dV_dS * g_t
-                    if want_vth:
-                        dvth = dvth - through_reset.sum()
-                    h += through_reset
-                # through the reset's kept membrane: dV[t] * dV[t]/dH[t]
-                if hard:
-                    if surrogate.spiking:  # (1 - S[t]) on {0, 1}: zero dV where the neuron fired
-                        xp.copyto(dV, 0.0, where=s)
-                        h += dV
-                    else:
-                        h += dV * (1.0 - s)
-                else:
-                    h += dV
-                if want_vth and not hard:  # soft reset V = H - V_th S: dV/dV_th = -S
-                    dvth = dvth - (dV * s).sum()
-            if want_tau:
-                v_prev = _membrane_before(t, H, S, ctx, hard, vr, v_th, xp)
-                if decay_input:  # dH/dtau = -(X - (V - V_reset)) / tau^2 = -(H - V) / tau
-                    dtau = dtau - (dH[t] * (H[t] - v_prev)).sum() / tau
-                else:  # dH/dtau = (V - V_reset) / tau^2
-                    dtau = dtau + (dH[t] * (v_prev - vr)).sum() / (tau * tau)
-            # through the leak: dV[t-1] = dH[t] * (1 - 1/tau)
-            if t > 0 or ctx.v0_is_array:
-                dV = dH[t] * beta
-        dv0 = dV if ctx.v0_is_array else None
-        # through the input: dX[t] = dH[t] * dH[t]/dX[t]
-        if decay_input:
-            dH /= tau
-        dX = dH
-        return (dX, dv0,
+        dH = xp.empty_like(H)  # (T, ...) becomes dX in place
+        want_tau, want_vth = not _is_number(ctx.tau), not _is_number(ctx.v_threshold)
+        if ctx.v0_is_array:  # dv0 has v0's shape: one block
+            dtau, dvth, dv0 = _backward_steps(ctx, H, dS, dH, want_tau, want_vth, xp)
+        else:  # neurons are independent: blocks of them on both cores; the sums add up over blocks
+            H2, dS2, dH2 = H.reshape(T, -1), dS.reshape(T, -1), dH.reshape(T, -1)  # (T, N)
+            parts = parallel.for_blocks(lambda n: _backward_steps(ctx, H2[:, n], dS2[:, n], dH2[:, n], want_tau,
+                                                                  want_vth, xp), H2.shape[1], xp, T)
+            dtau, dvth = sum(p[0] for p in parts), sum(p[1] for p in parts)
+            dv0 = None
+        tau, v_th = ctx.tau, ctx.v_threshold
+        return (dH, dv0,
                 xp.asarray(dtau, dtype=H.dtype).reshape(tau.shape) if want_tau else None,
                 xp.asarray(dvth, dtype=H.dtype).reshape(v_th.shape) if want_vth else None)
+
+
+def _forward_steps(x, H, S, v0, tau, v_threshold, surrogate, hard, vr, decay_input, xp):
+    """The forward loop over t on (T, ...) arrays (or a block of their neurons): fills H and S."""
+    v = vr if v0 is None else v0  # V[-1]
+    for t in range(x.shape[0]):
+        h = H[t]
+        # charge
+        if decay_input:  # H = V + (X - (V - V_reset)) / tau
+            if t == 0 and v0 is None and vr == 0.0:
+                xp.divide(x[0], tau, out=h)  # V = 0: the same numbers, one pass
+            else:
+                xp.subtract(x[t], v if vr == 0.0 else v - vr, out=h)
+                h /= tau
+                h += v
+        else:  # H = V - (V - V_reset) / tau + X
+            h[...] = v - (v if vr == 0.0 else v - vr) / tau + x[t]
+        # fire
+        if surrogate.spiking:
+            fired = h >= v_threshold  # == Theta(h - V_th) exactly in IEEE arithmetic
+            S[t] = fired
+        else:
+            S[t] = surrogate.primitive(h - v_threshold)
+        s = S[t]
+        # reset
+        if hard:
+            if surrogate.spiking:
+                v = xp.where(fired, vr, h)  # == H (1 - S) + V_reset S for S in {0, 1}
+            else:
+                v = h * (1.0 - s) + vr * s
+        else:
+            v = h - v_threshold * s
+
+
+def _backward_steps(ctx, H, dS, dH, want_tau, want_vth, xp):
+    """The reversed loop on (T, ...) arrays (or a block of their neurons): fills dH with dX;
+    returns this block's (dtau, dV_th) sums and dv0."""
+    surrogate, hard, vr, detach_reset, decay_input = ctx.options
+    tau, v_th = ctx.tau, ctx.v_threshold
+    T = H.shape[0]
+    if surrogate.spiking:
+        S = H >= v_th  # (T, ...) bool, recomputed from H
+    else:
+        S = surrogate.primitive(H - v_th)
+    xp.subtract(H, v_th, out=dH)  # H - V_th, in dH's buffer (no third (T, ...) array)
+    sg = surrogate.derivative(dH)  # (T, ...) g'[t] = dS[t]/dH[t], for all t at once
+    xp.multiply(dS, sg, out=dH)  # (T, ...) "through the spike"; the loop adds the rest in place
+    dtau = 0.0
+    dvth = -(dH.sum()) if want_vth else 0.0
+    beta = 1.0 - 1.0 / tau
+    dV = None  # dL/dV[t]; zero after the last step
+    for t in range(T - 1, -1, -1):
+        if dV is not None:
+            s = S[t]
+            h = dH[t]
+            # through the reset's spike: dV[t] * dV[t]/dS[t] * g'[t]   (cut by detach_reset)
+            if not detach_reset:
+                g_t = surrogate.derivative(H[t] - v_th)
+                dV_dS = (vr - H[t]) if hard else -v_th
+                through_reset = dV * dV_dS * g_t
+                if want_vth:
+                    dvth = dvth - through_reset.sum()
+                h += through_reset
+            # through the reset's kept membrane: dV[t] * dV[t]/dH[t]
+            if hard:
+                if surrogate.spiking:  # (1 - S[t]) on {0, 1}: zero dV where the neuron fired
+                    xp.copyto(dV, 0.0, where=s)
+                    h += dV
+                else:
+                    h += dV * (1.0 - s)
+            else:
+                h += dV
+            if want_vth and not hard:  # soft reset V = H - V_th S: dV/dV_th = -S
+                dvth = dvth - (dV * s).sum()
+        if want_tau:
+            v_prev = _membrane_before(t, H, S, ctx, hard, vr, v_th, xp)
+            if decay_input:  # dH/dtau = -(X - (V - V_reset)) / tau^2 = -(H - V) / tau
+                dtau = dtau - (dH[t] * (H[t] - v_prev)).sum() / tau
+            else:  # dH/dtau = (V - V_reset) / tau^2
+                dtau = dtau + (dH[t] * (v_prev - vr)).sum() / (tau * tau)
+        # through the leak: dV[t-1] = dH[t] * (1 - 1/tau)
+        if t > 0 or ctx.v0_is_array:
+            dV = dH[t] * beta
+    # through the input: dX[t] = dH[t] * dH[t]/dX[t]
+    if decay_input:
+        dH /= tau
+    return dtau, dvth, (dV if ctx.v0_is_array else None)
 
 
 def _writable(x):

@@ -1,0 +1,95 @@
+"""Both CPU cores for the elementwise half of a step: one op's work split into blocks, one per thread.
+
+The matrix products already run on every core (BLAS threads), but a NumPy ufunc runs on one.
+NumPy releases the GIL inside a ufunc over a large array, so threads that run the same chain
+of ufuncs on disjoint blocks of an array run at the same time:
+
+    blocks(n)                  [slice(0, n/k), slice(n/k, 2n/k), ...]   k = threads(), each >= MIN_BLOCK
+    for_blocks(fn, n, xp)      [fn(block) for block in blocks(n)]      on the pool; in order
+
+An op that uses it writes its work once, as a function of a block (``fn(rows)``), and calls
+``for_blocks``: one block is the plain path (and the reference the tests compare against),
+several blocks give the same elementwise results bit for bit (the same operations on the
+same numbers) and sums that differ only in the order of addition. NumPy blocks run on the
+pool's threads; the strict test backend (which stands in for CuPy) cuts the same blocks and
+runs them one after the other on the calling thread, so it checks the block code and gives
+NumPy's numbers bit for bit; on CuPy (one kernel already fills the GPU) the function runs
+once over everything. A block function takes ``xp`` from its arrays (worker threads do not
+see ``backend.use``) and calls ``xp`` functions only.
+
+``MINISPIKE_THREADS`` (default: the CPU count) sets the number of threads; ``threads_scope(1)``
+turns the splitting off for a block of code.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+__all__ = ["threads", "set_threads", "threads_scope", "blocks", "for_blocks", "MIN_BLOCK"]
+
+MIN_BLOCK = 4096  # elements' worth of rows below which a block is not worth a thread hand-off
+_config = {"threads": max(1, int(os.environ.get("MINISPIKE_THREADS", os.cpu_count() or 1)))}
+_pool: dict = {}
+_lock = threading.Lock()
+_inside = threading.local()  # a block function that itself calls for_blocks runs its blocks inline
+
+
+def threads() -> int:
+    return _config["threads"]
+
+
+def set_threads(n: int) -> None:
+    if int(n) < 1:
+        raise ValueError(f"minispike.parallel: threads must be >= 1, got {n}")
+    _config["threads"] = int(n)
+
+
+@contextlib.contextmanager
+def threads_scope(n: int):
+    """``with threads_scope(1): ...`` runs every op in one block (the plain path)."""
+    old = threads()
+    set_threads(n)
+    try:
+        yield
+    finally:
+        set_threads(old)
+
+
+def blocks(n: int, per_row: int = 1) -> list:
+    """``n`` rows cut into at most ``threads()`` contiguous slices of at least MIN_BLOCK elements."""
+    k = max(1, min(threads(), (n * per_row) // MIN_BLOCK, n))
+    edges = [n * i // k for i in range(k + 1)]
+    return [slice(edges[i], edges[i + 1]) for i in range(k)]
+
+
+def _executor(k):
+    with _lock:
+        if _pool.get("size") != k:
+            if "executor" in _pool:
+                _pool["executor"].shutdown(wait=True)
+            _pool["executor"], _pool["size"] = ThreadPoolExecutor(max_workers=k, thread_name_prefix="minispike"), k
+        return _pool["executor"]
+
+
+def _run_inline(fn, block):
+    _inside.active = True
+    try:
+        return fn(block)
+    finally:
+        _inside.active = False
+
+
+def for_blocks(fn, n: int, xp, per_row: int = 1) -> list:
+    """``[fn(rows) for rows in blocks(n)]``, the blocks on the pool's threads when ``xp`` is NumPy.
+
+    ``per_row``: elements per row (sets how many rows make a block worth a thread)."""
+    name = getattr(xp, "__name__", "")
+    parts = blocks(n, per_row) if name in ("numpy", "minispike.strict") and not getattr(_inside, "active", False) \
+        else [slice(0, n)]
+    if len(parts) == 1 or name != "numpy":
+        return [fn(p) for p in parts]
+    futures = [_executor(len(parts) - 1).submit(_run_inline, fn, p) for p in parts[1:]]
+    first = _run_inline(fn, parts[0])  # this thread takes the first block
+    return [first] + [f.result() for f in futures]
