@@ -9,7 +9,7 @@
 # **What you should know first:** examples 07 (the teacher) and 08 (stage 1: the feature and
 # embedding losses); cross-entropy and the KL divergence between two distributions.
 #
-# **Time:** fast (`--fast`) about 16 s, full about 37 s of CPU time on one core (with
+# **Time:** fast (`--fast`) about 16 s, full about 40-55 s of CPU time on one core (with
 # all-MiniLM-L6-v2 installed); measured on a 2-core machine shared with other jobs, where the
 # wall-clock time was 6 to 10 times longer (examples/README.md)
 #
@@ -278,7 +278,7 @@ print(f"   labels-only baseline: {len(baseline_history)} steps in {time.perf_cou
 # - full (300 steps, 4 augmented copies per sentence): every loss term falls; dev + test
 #   accuracy 68.3% for the distilled student against 63.3% for the labels-only baseline (3
 #   sentences more right out of 60: a real but small margin on so few sentences). The
-#   baseline drives its training cross-entropy to 0.02 and learns its 232 sentences by heart;
+#   baseline drives its training cross-entropy to about 0.02 and learns its 232 sentences by heart;
 #   the distilled student also has the teacher's answers on 926 sentences it never had
 #   labels for.
 # - fast (`--fast`: 80 steps, 1 copy): the losses fall too, but the two students are not
