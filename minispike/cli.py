@@ -246,7 +246,8 @@ def _refuse(dest, value, expected, source):
 
 
 def _length_limit(path):
-    """(tokens, config key) the model in a checkpoint or run directory can take, or None if unknown."""
+    """(tokens, config key, student or teacher) of the model in a checkpoint or run directory: the
+    longest sentence it can take; None if unknown."""
     if not path:
         return None
     path = os.fspath(path)
@@ -260,7 +261,7 @@ def _length_limit(path):
     config = config.get("model", config) if isinstance(config, dict) else {}
     for key in ("max_position_embeddings", "max_length"):  # a teacher's max_length: its training length
         if isinstance(config.get(key), int) and not isinstance(config.get(key), bool):
-            return config[key], key
+            return config[key], key, "student" if config.get("model_type") == "spikebert" else "teacher"
     return None
 
 
@@ -320,14 +321,14 @@ def validate(args, defaults=None, config_source=None, config_keys=()):
     length = getattr(args, "max_length", None)
     if length is not None:  # None: the checkpoint's own length (evaluate, predict, energy)
         default = length == (defaults or {}).get("max_length") and "max_length" not in config_keys
-        models = [getattr(args, d, None) for d in ("checkpoint", "student", "teacher")]
+        models = [(getattr(args, d, None), d) for d in ("checkpoint", "student", "teacher")]
         trains = args.command in ("finetune-teacher", "pretrain", "train-direct", "run")
         if trains and not getattr(args, "teacher", None):
             from .models.bert import find_default_teacher
-            models.append(find_default_teacher())
-        for path in models:
+            models.append((find_default_teacher(), "teacher"))
+        for path, role in models:
             limit = _length_limit(path)
-            if limit and length > limit[0]:
+            if limit and role in ("checkpoint", limit[2]) and length > limit[0]:  # the wrong kind: the command says so
                 raise UserError(f"--max-length {length}{' (the default)' if default else ''}: the model in {path} "
                                 f"takes at most {limit[0]} tokens "
                                 f"({limit[1]} in its config.json); expected {limit[0]} or less")
