@@ -22,6 +22,7 @@ import math
 import os
 
 from .io.checkpoint import CheckpointError, read_json
+from .rundir import CHANGEABLE, flat_settings, read_log
 
 __all__ = ["RunReportError", "read_run", "report"]
 
@@ -51,7 +52,6 @@ def read_run(run_dir):
     evals = []
     log_path = os.path.join(run_dir, "log.jsonl")
     if os.path.isfile(log_path):
-        from .rundir import read_log
         try:
             evals = [r for r in read_log(log_path) if r.get("event") == "eval"]
         except ValueError as e:
@@ -85,9 +85,10 @@ def _pct(x):
 
 
 def _group_key(run):
+    """What repeats of one run share: everything but the seed and the settings that may change
+    on --resume (how often to evaluate or checkpoint, quiet, ...: they do not change the result)."""
     m = run["metrics"]
-    train = {k: v for k, v in run["config"].get("train", {}).items() if k != "seed"}
-    config = {**run["config"], "train": train}
+    config = {k: v for k, v in flat_settings(run["config"]).items() if k != "train.seed" and k not in CHANGEABLE}
     copies = round(m["augmented_sentences"] / m["train_sentences"]) if m.get("train_sentences") else None
     return json.dumps([{k: m.get(k) for k in SAME_RUN_KEYS}, copies, config], sort_keys=True, default=str)
 

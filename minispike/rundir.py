@@ -41,7 +41,7 @@ import time
 from .io.checkpoint import read_json, repair_checkpoints
 
 __all__ = ["RunDirError", "claim", "claims_run_dir", "holdings", "has_checkpoint", "differences", "normalise",
-           "refuse_changed", "read_log", "note", "CHANGEABLE", "LOCK_NAME"]
+           "refuse_changed", "flat_settings", "read_log", "note", "CHANGEABLE", "LOCK_NAME"]
 
 LOCK_NAME = ".lock"
 RUN_FILES = ("config.json", "log.jsonl", "checkpoints", "metrics.json", "summary.json", "energy.json")
@@ -157,12 +157,13 @@ def _release(lock):
 # ----------------------------------------------------------------------------------------
 # Settings: what --resume compares
 # ----------------------------------------------------------------------------------------
-def _flat(d, prefix=""):
+def flat_settings(d, prefix=""):
+    """A nested config dict as one level of dotted keys: ``{"train": {"lr": 1}}`` -> ``{"train.lr": 1}``."""
     out = {}
     for k, v in d.items():
         key = f"{prefix}{k}"
         if isinstance(v, dict) and v:
-            out.update(_flat(v, key + "."))
+            out.update(flat_settings(v, key + "."))
         else:
             out[key] = v
     return out
@@ -172,7 +173,8 @@ def differences(stored, new):
     """``"key: old -> new"`` for every setting of ``new`` that differs from ``stored`` (both
     nested dicts as in config.json), except the ``CHANGEABLE`` ones; sections that ``stored``
     lacks (a run written by an older minispike) are not compared."""
-    old, now = _flat({k: v for k, v in stored.items() if k in new}), _flat({k: new[k] for k in new if k in stored})
+    old = flat_settings({k: v for k, v in stored.items() if k in new})
+    now = flat_settings({k: new[k] for k in new if k in stored})
     keys = [k for k in now if k not in CHANGEABLE and old.get(k, "(not set)") != now[k]]
     return [f"{k}: {json.dumps(old.get(k, '(not set)'))} -> {json.dumps(now[k])}" for k in keys]
 

@@ -65,3 +65,14 @@ def test_report_command(tmp_path, capsys):
     assert "over 2 runs (seeds 0, 1)" in printed and out.read_text() == printed
     assert main(["report", str(tmp_path / "missing")]) == 2
     assert "not a run directory" in capsys.readouterr().err
+
+
+def test_repeats_that_differ_only_in_changeable_settings_are_one_group(tmp_path):
+    """How often a run evaluated or whether it was quiet (rundir.CHANGEABLE) does not make it another run."""
+    runs = [fake_run(tmp_path / f"s{k}", seed=k, test=0.8 + k / 100) for k in range(2)]
+    for k, (every, quiet) in enumerate([(50, False), (100, True)]):
+        cfg = json.loads((runs[k] / "config.json").read_text())
+        cfg["train"]["eval_every"] = every
+        cfg["settings"] = {"stage": {"quiet": quiet}}
+        (runs[k] / "config.json").write_text(json.dumps(cfg))
+    assert "over 2 runs (seeds 0, 1)" in report([str(r) for r in runs])
