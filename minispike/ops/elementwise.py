@@ -176,7 +176,8 @@ class GELU(Function):
     """GELU in its exact erf form, the one BERT uses: ``y = a Phi(a)``, ``dy/da = Phi(a) + a phi(a)``.
 
     Elementwise, so each direction is the work on a block of the flattened array, run on
-    both cores by ``minispike.parallel`` (one block: the plain path; the same numbers)."""
+    both cores in cache-sized blocks by ``minispike.parallel`` (one block: the plain path; the
+    same numbers)."""
 
     @staticmethod
     def forward(ctx, a):
@@ -190,7 +191,7 @@ class GELU(Function):
             xp.multiply(phi, 0.5, out=cdf1[r])  # Phi(a) = (1 + erf(a / sqrt 2)) / 2
             xp.multiply(a1[r], cdf1[r], out=y1[r])
 
-        parallel.for_blocks(block, a1.shape[0], xp)
+        parallel.for_blocks(block, a1.shape[0], xp)  # erf: ~15 passes, each over a cached block
         ctx.save_for_backward(a, cdf)
         return y
 
