@@ -259,6 +259,7 @@ def claim(path, *, resume=False, overwrite=False, expect=None):
         raise RunDirError("--resume continues a run and --overwrite moves it aside: choose one")
     if os.path.exists(path) and not os.path.isdir(path):
         raise RunDirError(f"{path} exists and is a file, not a run directory; choose another --out")
+    created = not os.path.exists(path)
     try:
         os.makedirs(path, exist_ok=True)
     except OSError as e:
@@ -290,6 +291,8 @@ def claim(path, *, resume=False, overwrite=False, expect=None):
     finally:
         _HELD.pop(path, None)
         _release(lock)
+        if created and not os.listdir(path):  # refused before it wrote anything: leave no empty directory
+            os.rmdir(path)
 
 
 def claims_run_dir(stage):

@@ -181,6 +181,23 @@ def test_the_lock_names_a_live_owner_and_takes_over_a_stale_one(tmp_path, capsys
     assert not lock.exists()  # ... and on an error
 
 
+def test_a_run_refused_before_it_writes_leaves_no_directory(tmp_path, capsys):
+    """A command that stops before writing anything (a missing teacher, say) leaves no empty
+    --out behind; a directory that was there before is left in place, empty or not."""
+    new = tmp_path / "new"
+    assert main(["distill", "--task", "builtin", "--teacher", str(tmp_path / "none"), "--out", str(new)]) == 2
+    assert "not a checkpoint directory" in capsys.readouterr().err and not new.exists()
+    with pytest.raises(ZeroDivisionError):
+        with rundir.claim(new):
+            1 / 0
+    assert not new.exists()
+    (tmp_path / "old").mkdir()
+    with pytest.raises(ZeroDivisionError):
+        with rundir.claim(tmp_path / "old"):
+            1 / 0
+    assert (tmp_path / "old").is_dir()
+
+
 def test_demo_moves_its_previous_run_aside(tmp_path, monkeypatch, capsys):
     from minispike import pipeline
 
