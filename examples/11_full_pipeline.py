@@ -86,7 +86,8 @@ try:
 except Exception as e:
     sys.exit(f"error: {e}")
 run_dir = OUT / "11_run" / task
-cfg = StageConfig(task=task, data_dir=args.data_dir, quiet=False,
+# overwrite=True: running the example again moves the previous run aside (to builtin.old-<date-time>)
+cfg = StageConfig(task=task, data_dir=args.data_dir, quiet=False, overwrite=True,
                   max_length=args.max_length or (32 if task == "builtin" else 64))
 teacher = args.teacher
 try:
@@ -94,7 +95,7 @@ try:
 except PipelineError as e:
     sys.exit(f"error: {e}")
 if not pretrained and task == "builtin":  # no MiniLM: a small BERT with a vocabulary of the built-in text
-    teacher = make_small_teacher(run_dir / "small-teacher", builtin_texts())
+    teacher = make_small_teacher(OUT / "11_small_teacher", builtin_texts())
     print(f"note: all-MiniLM-L6-v2 is not installed: using a small random BERT ({teacher}) as the teacher")
 plan = make_plan(task, args.budget, args.fast, pretrained)
 print(f"task {task}; runs in {run_dir}; steps per stage: "
