@@ -40,6 +40,8 @@ _config = {"threads": max(1, int(os.environ.get("MINISPIKE_THREADS", os.cpu_coun
 _pool: dict = {}
 _lock = threading.Lock()
 _inside = threading.local()  # a block function that itself calls for_blocks runs its blocks inline
+if hasattr(os, "register_at_fork"):  # a forked child has none of the pool's threads: it starts its own
+    os.register_at_fork(after_in_child=_pool.clear)
 
 
 def threads() -> int:
