@@ -165,13 +165,15 @@ def paired(args):
         rounds.append(row)
         print(f"round {r} ({' then '.join(order)}): inference {row['inference_tok_s']:,.0f} vs "
               f"{row['hf_inference_tok_s']:,.0f} tokens/s ({row['ratio_inference']:.2f}x); fine-tuning step "
-              f"{row['finetune_step_tok_s']:,.0f} vs {row['hf_finetune_step_tok_s']:,.0f} ({row['ratio_finetune']:.2f}x); "
+              f"{row['finetune_step_tok_s']:,.0f} vs {row['hf_finetune_step_tok_s']:,.0f} "
+              f"({row['ratio_finetune']:.2f}x); "
               f"peak RSS {row['peak_rss_mb']:,.0f} vs {row['hf_peak_rss_mb']:,.0f} MB", file=sys.stderr, flush=True)
     res = {"teacher": teacher, "batch": args.batch, "seq": args.seq, "repeats": args.repeats,
            "dropout": not args.no_dropout, "rounds": rounds,
            "median_ratio_inference": statistics.median(r["ratio_inference"] for r in rounds),
            "median_ratio_finetune": statistics.median(r["ratio_finetune"] for r in rounds),
-           "peak_rss_mb": max(r["peak_rss_mb"] for r in rounds), "hf_peak_rss_mb": max(r["hf_peak_rss_mb"] for r in rounds),
+           "peak_rss_mb": max(r["peak_rss_mb"] for r in rounds),
+           "hf_peak_rss_mb": max(r["hf_peak_rss_mb"] for r in rounds),
            "load_average": os.getloadavg()}
     print(json.dumps(res, indent=1))
     return res
