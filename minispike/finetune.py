@@ -33,7 +33,7 @@ import time
 from dataclasses import asdict, dataclass, field
 
 from . import backend, optim, rundir
-from .io.checkpoint import load_checkpoint, read_json, save_checkpoint, write_json
+from .io.checkpoint import OPTIMIZER_PREFIX, load_checkpoint, read_json, save_checkpoint, write_json
 from .io.safetensors import atomic_write
 from .nn.module import first_non_finite
 from .progress import Progress
@@ -146,22 +146,21 @@ def _optimizer_tensors(opt, names):
     for kind, buffers in opt.state_dict()["buffers"].items():
         for name, a in zip(names, buffers):
             if a is not None:
-                out[f"optimizer.{kind}.{name}"] = a
+                out[f"{OPTIMIZER_PREFIX}{kind}.{name}"] = a
     return out
 
 
 def _restore_optimizer(opt, names, tensors, state):
     buffers = {}
     for kind in opt.state_dict()["buffers"]:
-        buffers[kind] = [tensors.get(f"optimizer.{kind}.{n}") for n in names]
+        buffers[kind] = [tensors.get(f"{OPTIMIZER_PREFIX}{kind}.{n}") for n in names]
     opt.load_state_dict({"step_count": state["optimizer_step"], "lr": state["lr"], "buffers": buffers})
 
 
 def load_weights(model, directory, source=None):
     """Load a checkpoint directory's tensors into ``model`` (strict: every key and shape)."""
     ckpt = load_checkpoint(directory)
-    weights = {k: v for k, v in ckpt.tensors.items() if not k.startswith("optimizer.")}
-    model.load_state_dict(weights, source=source or os.path.join(directory, "model.safetensors"))
+    model.load_state_dict(ckpt.weights, source=source or os.path.join(directory, "model.safetensors"))
     return ckpt
 
 
@@ -213,8 +212,7 @@ def _fit(claimed, model, loss_fn, data, evaluate, cfg, model_config, resume, qui
         if bad:
             raise rundir.RunDirError(f"{ckpt.path}: tensor {bad} holds NaN or infinite values; refusing to resume")
         state = ckpt.extra or {}
-        model.load_state_dict({k: v for k, v in ckpt.tensors.items() if not k.startswith("optimizer.")},
-                              source=ckpt.path)
+        model.load_state_dict(ckpt.weights, source=ckpt.path)
         _restore_optimizer(opt, names, ckpt.tensors, state)
         step, epoch, position = state["step"], state["epoch"], state["position"]
         best, best_step, elapsed = state["best"], state["best_step"], state["elapsed"]
