@@ -40,7 +40,7 @@ def gradcheck(fn, inputs, name=None, eps=1e-6, atol=1e-6, rtol=1e-4, max_coords=
     upstream = xp.asarray(rng.standard_normal(out.shape))
     for t in inputs:
         t.grad = None
-    out.backward(upstream)
+    out.backward(upstream, retain_graph=True)  # the graph is walked again below, for the names it holds
 
     def loss():
         return float((fn(*inputs).data * upstream).sum())

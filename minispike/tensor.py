@@ -55,8 +55,19 @@ def unbroadcast(grad, shape):
 class Context:
     """What a Function's forward leaves for its backward (``ctx.saved``, plus attributes)."""
 
+    saved: tuple = ()
+
     def save_for_backward(self, *arrays):
         self.saved = arrays
+
+
+class _Spent(Context):
+    """What is left of a node after its backward ran (without ``retain_graph``): its op's name."""
+
+    inputs = None
+
+    def __init__(self, fn):
+        self.fn = fn
 
 
 class Function:
@@ -139,10 +150,13 @@ class Tensor:
         return Tensor(self.data)
 
     # -- backward -------------------------------------------------------------------------
-    def backward(self, grad=None) -> None:
+    def backward(self, grad=None, retain_graph: bool = False) -> None:
         """Fill ``.grad`` of every leaf that requires it with d(self)/d(leaf).
 
-        ``grad`` is the upstream gradient (default 1 for a scalar).
+        ``grad`` is the upstream gradient (default 1 for a scalar). Each node lets go of what
+        its forward saved (and of its inputs) once its backward has run, so the graph's memory
+        is freed as the walk goes down it, as PyTorch does; ``retain_graph=True`` keeps the
+        graph for another backward through it.
         """
         if grad is None:
             if self.size != 1:
@@ -164,13 +178,18 @@ class Tensor:
                 seen.add(id(node))
                 stack.append((node, True))
                 if node._ctx is not None:
+                    if node._ctx.inputs is None:
+                        raise RuntimeError(
+                            f"backward() through the graph a second time: the first backward freed what "
+                            f"{node._ctx.fn.__name__} saved; pass backward(retain_graph=True) the first time")
                     for p in node._ctx.inputs:
                         if isinstance(p, Tensor) and p.requires_grad and id(p) not in seen:
                             stack.append((p, False))
         visit(self)
 
         grads = {id(self): grad}
-        for node in reversed(order):
+        while order:  # in reverse topological order; popping lets each node go once it is done
+            node = order.pop()
             g = grads.pop(id(node), None)
             if g is None:
                 continue
@@ -187,6 +206,8 @@ class Tensor:
                 ig = unbroadcast(ig, inp.shape)
                 key = id(inp)
                 grads[key] = ig if key not in grads else grads[key] + ig
+            if not retain_graph:  # this node is done: what its forward saved, and its inputs, may go
+                node._ctx = _Spent(ctx.fn)
 
     def zero_grad(self) -> None:
         self.grad = None

@@ -103,7 +103,8 @@ class LayerNorm(Function):
     """Layer norm over the last axis, forward and backward written out (llm.c style).
 
     Rows are flattened to (N, D) and are independent: each direction is written once as the
-    work on a block of rows (``rows``), which ``minispike.parallel`` runs on both cores (one
+    work on a block of rows (``layer_norm_rows``, ``layer_norm_backward_rows``, also used by
+    the fused ``spiking.spike_linear``), which ``minispike.parallel`` runs on both cores (one
     block: the plain path). Row dot products use einsum; intermediate arrays are reused in
     place, so each direction allocates two (N, D) arrays.
     """
@@ -115,16 +116,8 @@ class LayerNorm(Function):
         x2 = x.reshape(-1, D)  # (N, D)
         xhat, y = xp.empty_like(x2), xp.empty_like(x2)  # (N, D)
         rstd = xp.empty((x2.shape[0], 1), dtype=x2.dtype)  # (N, 1)
-
-        def rows(r):
-            xh = xp.subtract(x2[r], x2[r].mean(axis=1, keepdims=True), out=xhat[r])  # x - mu
-            var = xp.einsum("ij,ij->i", xh, xh)[:, None] / D  # mean((x - mu)^2)
-            rstd[r] = 1.0 / xp.sqrt(var + eps)
-            xh *= rstd[r]  # xhat = (x - mu) * rstd
-            xp.multiply(xh, weight, out=y[r])
-            y[r] += bias
-
-        parallel.for_blocks(rows, x2.shape[0], xp, per_row=D)
+        parallel.for_blocks(lambda r: layer_norm_rows(x2[r], xhat[r], rstd[r], y[r], weight, bias, eps),
+                            x2.shape[0], xp, per_row=D)
         ctx.save_for_backward(xhat, rstd, weight)
         ctx.shape = x.shape
         return y.reshape(x.shape)
@@ -136,26 +129,42 @@ class LayerNorm(Function):
         D = xhat.shape[1]
         g2 = g.reshape(-1, D)  # (N, D)
         dx = xp.empty_like(xhat)  # (N, D)
-
-        def rows(r):
-            g_r, xh = g2[r], xhat[r]
-            dweight = xp.einsum("ij,ij->j", g_r, xh)  # dL/dw = sum over rows of g * xhat
-            dbias = g_r.sum(axis=0)  # dL/db = sum over rows of g
-            dxhat = xp.multiply(g_r, weight, out=dx[r])  # through the affine
-            # through the normalisation: the mean term and the variance term
-            mean_dxhat = dxhat.mean(axis=1, keepdims=True)
-            mean_dxhat_xhat = xp.einsum("ij,ij->i", dxhat, xh)[:, None] / D
-            variance_term = xh * mean_dxhat_xhat
-            dxhat -= mean_dxhat
-            dxhat -= variance_term
-            dxhat *= rstd[r]  # dx = rstd * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat))
-            return dweight, dbias
-
-        parts = parallel.for_blocks(rows, g2.shape[0], xp, per_row=D)
+        parts = parallel.for_blocks(lambda r: layer_norm_backward_rows(g2[r], xhat[r], rstd[r], weight, dx[r]),
+                                    g2.shape[0], xp, per_row=D)
         dweight, dbias = parts[0]
         for dw, db in parts[1:]:  # the blocks' sums over rows
             dweight, dbias = dweight + dw, dbias + db
         return dx.reshape(ctx.shape), dweight, dbias
+
+
+def layer_norm_rows(x, xhat, rstd, y, weight, bias, eps):
+    """LayerNorm of a block of rows ``x`` (n, D): fills ``xhat`` (n, D), ``rstd`` (n, 1) and
+    ``y`` (n, D; may be ``x``'s own buffer: x is read before y is written)."""
+    xp = backend.get_array_module(x)
+    xh = xp.subtract(x, x.mean(axis=1, keepdims=True), out=xhat)  # x - mu
+    var = xp.einsum("ij,ij->i", xh, xh)[:, None] / x.shape[1]  # mean((x - mu)^2)
+    rstd[...] = 1.0 / xp.sqrt(var + eps)
+    xh *= rstd  # xhat = (x - mu) * rstd
+    xp.multiply(xh, weight, out=y)
+    y += bias
+
+
+def layer_norm_backward_rows(g, xhat, rstd, weight, dx):
+    """The backward of ``layer_norm_rows`` for a block of rows: fills ``dx`` (n, D; may be
+    ``g``'s own buffer: g is read before dx is written) and returns this block's sums over
+    rows ``(dweight, dbias)``."""
+    xp = backend.get_array_module(g)
+    dweight = xp.einsum("ij,ij->j", g, xhat)  # dL/dw = sum over rows of g * xhat
+    dbias = g.sum(axis=0)  # dL/db = sum over rows of g
+    dxhat = xp.multiply(g, weight, out=dx)  # through the affine
+    # through the normalisation: the mean term and the variance term
+    mean_dxhat = dxhat.mean(axis=1, keepdims=True)
+    mean_dxhat_xhat = xp.einsum("ij,ij->i", dxhat, xhat)[:, None] / xhat.shape[1]
+    variance_term = xhat * mean_dxhat_xhat
+    dxhat -= mean_dxhat
+    dxhat -= variance_term
+    dxhat *= rstd  # dx = rstd * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat))
+    return dweight, dbias
 
 
 class Dropout(Function):

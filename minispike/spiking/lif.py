@@ -137,8 +137,10 @@ def _forward_steps(x, H, S, v0, tau, v_threshold, surrogate, hard, vr, decay_inp
         s = S[t]
         # reset
         if hard:
-            if surrogate.spiking:
-                v = xp.where(fired, vr, h)  # == H (1 - S) + V_reset S for S in {0, 1}
+            if surrogate.spiking:  # H (1 - S) + V_reset S, exactly, for S in {0, 1} and a finite H
+                v = h * ~fired  # a product with the booleans: ~15x faster than xp.where on random spikes
+                if vr != 0.0:
+                    v += vr * fired
             else:
                 v = h * (1.0 - s) + vr * s
         else:
@@ -177,7 +179,7 @@ def _backward_steps(ctx, H, dS, dH, want_tau, want_vth, xp):
             # through the reset's kept membrane: dV[t] * dV[t]/dH[t]
             if hard:
                 if surrogate.spiking:  # (1 - S[t]) on {0, 1}: zero dV where the neuron fired
-                    xp.copyto(dV, 0.0, where=s)
+                    dV *= ~s  # a product with the booleans: ~15x faster than copyto(where=) on random spikes
                     h += dV
                 else:
                     h += dV * (1.0 - s)
@@ -384,17 +386,30 @@ class LIF(Module):
         self.overwrite_input = bool(overwrite_input)
 
     def forward(self, x, v0=None):
-        recs = _active_recorders()
-        store = {} if (self.trace or recs) else None
+        store = self.trace_store()
         out = LIFFunction.apply(x, v0, self.tau, self.v_threshold, v_reset=self.v_reset,
                                 surrogate=self.surrogate, detach_reset=self.detach_reset,
                                 decay_input=self.decay_input, store=store, overwrite_input=self.overwrite_input)
-        if store is not None:
-            if self.trace:
-                self.last_trace = {"spikes": store["S"], "membrane": store["H"]}
-            for rec in recs:
-                rec.add(self.name, store["S"], store["H"])
+        self.report(store)
         return out
+
+    def options(self) -> dict:
+        """The neuron's settings as ``LIFFunction`` takes them (keywords), tau and V_th included."""
+        return dict(tau=self.tau, v_threshold=self.v_threshold, v_reset=self.v_reset, surrogate=self.surrogate,
+                    detach_reset=self.detach_reset, decay_input=self.decay_input)
+
+    def trace_store(self):
+        """A dict for the op to fill with ``H`` and ``S`` when traced or recorded, else None."""
+        return {} if (self.trace or _active_recorders()) else None
+
+    def report(self, store):
+        """Hand what the op stored to ``last_trace`` and to the active recorders."""
+        if store is None:
+            return
+        if self.trace:
+            self.last_trace = {"spikes": store["S"], "membrane": store["H"]}
+        for rec in _active_recorders():
+            rec.add(self.name, store["S"], store["H"])
 
     def extra_repr(self):
         tau = self.tau if isinstance(self.tau, float) else "learnable"
