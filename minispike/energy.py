@@ -443,7 +443,9 @@ def count_ops(model, *, spiking=True, integer_as_spikes=False, exclude=DEFAULT_E
     module paths with a part named in ``exclude`` are skipped. A spiking linear unit called
     with ``static`` (one input repeated over T, computed once by minispike) is charged T
     times, as the network runs it at every step (``static_once=True``: once).
-    The original methods are restored on exit, also after an error.
+    Fused ops (``SpikeLinear.fused`` and the like) run as their plain compositions meanwhile
+    (the same numbers), so that every Linear is seen with its input. The original methods and
+    flags are restored on exit, also after an error.
     """
     counter = OpCounter(spiking=spiking, integer_as_spikes=integer_as_spikes)
     undo = []
@@ -499,6 +501,9 @@ def count_ops(model, *, spiking=True, integer_as_spikes=False, exclude=DEFAULT_E
 
     try:
         for path, mod in list(model.named_modules()):
+            if getattr(mod, "fused", False):  # count the plain composition: its Linear layers are the ones
+                undo.append((mod, "fused", True))  # wrapped here, and it gives the fused ops' numbers exactly
+                mod.fused = False
             if excluded(path):
                 continue
             if isinstance(mod, Linear):
@@ -516,7 +521,9 @@ def count_ops(model, *, spiking=True, integer_as_spikes=False, exclude=DEFAULT_E
         yield counter
     finally:
         for mod, had, old in reversed(undo):
-            if had:
+            if had == "fused":
+                mod.fused = old
+            elif had:
                 mod.forward = old
             else:
                 del mod.forward
