@@ -60,6 +60,7 @@ def time_steps(step, warmup, steps, synchronize=lambda: None):
 
 
 def run_minispike(args):
+    import minispike  # first: its process settings (minispike.process) apply only before NumPy loads
     import numpy as np
 
     from minispike import backend, ops
@@ -90,7 +91,7 @@ def run_minispike(args):
 
     times = time_steps(step, args.warmup, args.steps, synchronize)
     return dict(side="minispike", dim=cfg.dim, depth=cfg.depth, heads=cfg.heads, T=cfg.T, times=times,
-                threads=os.cpu_count(), backend=args.backend, **device_memory(backend))
+                threads=os.cpu_count(), backend=args.backend, process=minispike.process.state(), **device_memory(backend))
 
 
 def run_peer(args):  # pragma: no cover - needs torch and a checkout of the official code

@@ -50,6 +50,7 @@ def timeit(fn, repeats, warmup=1):
 
 
 def bench_minispike(args):
+    import minispike  # first: its process settings (minispike.process) apply only before NumPy loads
     import numpy as np
 
     from minispike import backend, no_grad
@@ -97,7 +98,7 @@ def bench_minispike(args):
     shape = "tiny random" if args.tiny else "random MiniLM-shaped"
     return {"teacher": teacher or shape, "inference_tok_s": tokens / t_inf,
             "finetune_step_tok_s": tokens / t_step, "inference_s": t_inf, "finetune_step_s": t_step,
-            **({"device_pool_peak_mb": pool} if pool is not None else {})}
+            "process": minispike.process.state(), **({"device_pool_peak_mb": pool} if pool is not None else {})}
 
 
 def bench_hf(args):  # pragma: no cover - optional, needs torch

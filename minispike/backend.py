@@ -21,6 +21,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import functools
+import math
 import sys
 import threading
 import types
@@ -573,6 +574,28 @@ def rand(shape, xp=None, dtype=None):
 # ----------------------------------------------------------------------------------------
 # Functions NumPy lacks or names differently from CuPy
 # ----------------------------------------------------------------------------------------
+AS_P = 0.3275911  # Abramowitz & Stegun 7.1.26: erf(u) = 1 - t (c1 + t (c2 + ... + t c5)) e^(-u^2), t = 1 / (1 + p u)
+AS_C = (0.254829592, -0.284496736, 1.421413741, -1.453152027, 1.061405429)
+
+
+def _as_tail(a, scale, factor):
+    """``factor * (1 - erf(u))`` and ``e^(-u^2)`` for ``u = scale * a``, ``a >= 0`` (float32, host, in place:
+    the constants are folded into the coefficients, so the work is 17 passes over ``a``)."""
+    f32 = np.float32
+    t = a * f32(AS_P * scale)
+    t += 1
+    np.reciprocal(t, out=t)
+    q = t * f32(AS_C[4] * factor)
+    for c in AS_C[3::-1]:  # Horner: q = factor t (c1 + t (c2 + t (c3 + t (c4 + t c5))))
+        q += f32(c * factor)
+        q *= t
+    e = np.multiply(a, a, out=t)
+    e *= f32(-scale * scale)
+    np.exp(e, out=e)
+    q *= e
+    return q, e
+
+
 def erf(x):
     """The error function on the array's own device.
 
@@ -589,22 +612,32 @@ def erf(x):
     if raw.dtype != np.float32:
         from scipy.special import erf as _erf
         return _wrap(_erf(raw)) if xp is STRICT else _erf(raw)
-    a = np.abs(raw)
-    t = a * np.float32(0.3275911)
-    t += 1
-    np.reciprocal(t, out=t)
-    poly = np.full_like(raw, 1.061405429)
-    for c in (-1.453152027, 1.421413741, -0.284496736, 0.254829592):
-        poly *= t
-        poly += np.float32(c)
-    poly *= t
-    np.multiply(a, a, out=a)
-    np.negative(a, out=a)
-    np.exp(a, out=a)
-    poly *= a
-    np.subtract(1, poly, out=poly)
-    out = np.copysign(poly, raw, out=poly)
+    q, _ = _as_tail(np.abs(raw), 1.0, 1.0)
+    np.subtract(1, q, out=q)
+    out = np.copysign(q, raw, out=q)
     return _wrap(out) if xp is STRICT else out
+
+
+def normal_cdf(x):
+    """``(Phi(x), e^(-x^2 / 2))``: the standard normal CDF and its density times sqrt(2 pi), on x's device.
+
+    ``Phi(x) = (1 + erf(x / sqrt 2)) / 2``. float64 (and CuPy): from the exact erf. float32
+    on the host: the same A&S formula as ``erf``, written for Phi directly,
+    ``Phi(x) = 1/2 + sign(x) (1/2 - q)`` with ``q = (1 - erf(|x| / sqrt 2)) / 2`` (19 passes,
+    the exponential computed once and returned: GELU's backward needs it).
+    """
+    xp = get_array_module(x)
+    raw = _unwrap(x)
+    if (xp is not np and xp is not STRICT) or raw.dtype != np.float32:
+        cdf = erf(x * (1.0 / math.sqrt(2.0)))
+        cdf += 1.0
+        cdf *= 0.5
+        return cdf, xp.exp(-0.5 * (x * x))
+    q, e = _as_tail(np.abs(raw), 1.0 / math.sqrt(2.0), 0.5)
+    np.subtract(np.float32(0.5), q, out=q)
+    np.copysign(q, raw, out=q)
+    q += np.float32(0.5)
+    return (_wrap(q), _wrap(e)) if xp is STRICT else (q, e)
 
 
 def scatter_add(target, index, values):
