@@ -254,3 +254,51 @@ def test_the_fused_student_keeps_less_and_the_engine_lets_go():
     for k, p in model.named_parameters():
         if k in once:
                 np.testing.assert_allclose(backend.to_numpy(p.grad), 2 * once[k], rtol=1e-6, atol=1e-9)
+
+
+# -- the teacher: one product for Q, K, V and ops.softmax_attention ---------------------------
+def _bert_grads(fused, dtype, train):
+    from minispike.models.bert import BertConfig, BertForSequenceClassification
+    with backend.dtype_scope(dtype):
+        backend.seed(0)
+        m = BertForSequenceClassification(BertConfig(vocab_size=100, hidden_size=32, num_hidden_layers=2,
+                                                     num_attention_heads=4, intermediate_size=64,
+                                                     max_position_embeddings=32))
+        _set_fused(m, fused).train(train)
+        rng = np.random.default_rng(0)
+        ids, mask = rng.integers(0, 100, (4, 12)), np.ones((4, 12), np.int64)
+        mask[2:, 8:] = 0
+        backend.seed(5)  # the same dropout draws on both paths
+        out = m(ids, mask, labels=np.array([0, 1, 1, 0]), output_attentions=True)
+        out.loss.backward()
+        grads = {k: backend.to_numpy(p.grad) for k, p in m.named_parameters() if p.grad is not None}
+        return backend.to_numpy(out.logits.data), backend.to_numpy(out.attentions[0].data), grads
+
+
+@pytest.mark.parametrize("train", [False, True], ids=["eval", "train (dropout)"])
+@pytest.mark.parametrize("dtype, rtol", [(np.float32, 1e-5), (np.float64, 1e-12)], ids=["float32", "float64"])
+def test_bert_attention_op_is_the_composed_attention(train, dtype, rtol, xp):
+    (lf, af, gf), (lp, ap, gp) = _bert_grads(True, dtype, train), _bert_grads(False, dtype, train)
+    np.testing.assert_allclose(lf, lp, rtol=rtol, atol=rtol)
+    np.testing.assert_allclose(af, ap, rtol=rtol, atol=rtol)
+    assert gf.keys() == gp.keys() and len(gf) > 30
+    scale = max(float(np.abs(g).max()) for g in gp.values())  # the key bias's true gradient is 0: compare on one scale
+    for k in gp:
+        assert np.abs(gf[k] - gp[k]).max() <= rtol * scale, k
+
+
+def test_softmax_attention_gradcheck_with_mask_and_a_planted_mistake(f64, monkeypatch):
+    from minispike.ops.attention import SoftmaxAttention, softmax_attention
+    qkv = Tensor(_rand((2, 5, 3 * 4), 0), requires_grad=True)
+    mask = backend.current().asarray(np.array([[0, 0, 0, 0, -1e9], [0, 0, -1e9, -1e9, -1e9]]).reshape(2, 1, 1, 5))
+    fn = lambda t: softmax_attention(t, mask, heads=2, scale=0.5)  # noqa: E731
+    assert gradcheck(fn, [qkv], name="SoftmaxAttention")
+    real = SoftmaxAttention.backward
+
+    def no_scale(ctx, dy):  # forgets the scale on dS
+        ctx.scale = 1.0
+        return real(ctx, dy)
+
+    monkeypatch.setattr(SoftmaxAttention, "backward", staticmethod(no_scale))
+    with pytest.raises(Exception, match="gradcheck failed"):
+        gradcheck(fn, [qkv], name="SoftmaxAttention")

@@ -170,11 +170,20 @@ class BertSelfAttention(Module):
         self.key = Linear(c.hidden_size, c.hidden_size, std=c.initializer_range)
         self.value = Linear(c.hidden_size, c.hidden_size, std=c.initializer_range)
         self.dropout = Dropout(c.attention_probs_dropout_prob)
+        self.fused = True  # one product for Q, K, V and one attention op (ops.attention); False: the ops below
 
     def forward(self, h, mask_add, B, L):
         D = h.shape[-1]  # h: (B*L, D), rows flattened so every Linear is one 2-D GEMM
         H, d = self.num_attention_heads, self.head_dim
         scale = 1.0 / math.sqrt(d)
+        if self.fused:  # the same numbers: Q, K, V side by side from one product, then ops.softmax_attention
+            w = ops.concatenate([self.query.weight, self.key.weight, self.value.weight], axis=0)  # (3D, D)
+            b = ops.concatenate([self.query.bias, self.key.bias, self.value.bias], axis=0)
+            qkv = ops.reshape(ops.linear(h, w, b), (B, L, 3 * D))
+            store = {}
+            ctx = ops.softmax_attention(qkv, mask_add, heads=H, scale=scale, dropout=self.dropout.p,
+                                        training=self.training, store=store)  # (B, L, D)
+            return ops.reshape(ctx, (B * L, D)), Tensor(store["probs"])  # probabilities for reading
 
         def heads(x):  # (B*L, D) -> (B, H, L, d)
             return ops.transpose(ops.reshape(x, (B, L, H, d)), (0, 2, 1, 3))
