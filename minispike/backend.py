@@ -578,18 +578,20 @@ AS_P = 0.3275911  # Abramowitz & Stegun 7.1.26: erf(u) = 1 - t (c1 + t (c2 + ...
 AS_C = (0.254829592, -0.284496736, 1.421413741, -1.453152027, 1.061405429)
 
 
-def _as_tail(a, scale, factor):
+def _as_tail(a, scale, factor, out=None):
     """``factor * (1 - erf(u))`` and ``e^(-u^2)`` for ``u = scale * a``, ``a >= 0`` (float32, host, in place:
-    the constants are folded into the coefficients, so the work is 17 passes over ``a``)."""
+    the constants are folded into the coefficients, so the work is 17 passes over ``a``). ``out``:
+    the two result arrays (the second may be ``a`` itself)."""
     f32 = np.float32
-    t = a * f32(AS_P * scale)
+    q_out, e_out = out if out is not None else (None, None)
+    t = np.multiply(a, f32(AS_P * scale), out=e_out if e_out is not None and e_out is not a else None)
     t += 1
     np.reciprocal(t, out=t)
-    q = t * f32(AS_C[4] * factor)
+    q = np.multiply(t, f32(AS_C[4] * factor), out=q_out)
     for c in AS_C[3::-1]:  # Horner: q = factor t (c1 + t (c2 + t (c3 + t (c4 + t c5))))
         q += f32(c * factor)
         q *= t
-    e = np.multiply(a, a, out=t)
+    e = np.multiply(a, a, out=t if e_out is None else e_out)
     e *= f32(-scale * scale)
     np.exp(e, out=e)
     q *= e
@@ -618,8 +620,9 @@ def erf(x):
     return _wrap(out) if xp is STRICT else out
 
 
-def normal_cdf(x):
-    """``(Phi(x), e^(-x^2 / 2))``: the standard normal CDF and its density times sqrt(2 pi), on x's device.
+def normal_cdf(x, out=None):
+    """``(Phi(x), e^(-x^2 / 2))``: the standard normal CDF and its density times sqrt(2 pi), on x's device
+    (``out``: two arrays of x's shape to write them into).
 
     ``Phi(x) = (1 + erf(x / sqrt 2)) / 2``. float64 (and CuPy): from the exact erf. float32
     on the host: the same A&S formula as ``erf``, written for Phi directly,
@@ -632,8 +635,14 @@ def normal_cdf(x):
         cdf = erf(x * (1.0 / math.sqrt(2.0)))
         cdf += 1.0
         cdf *= 0.5
-        return cdf, xp.exp(-0.5 * (x * x))
-    q, e = _as_tail(np.abs(raw), 1.0 / math.sqrt(2.0), 0.5)
+        gauss = xp.exp(-0.5 * (x * x))
+        if out is None:
+            return cdf, gauss
+        out[0][...], out[1][...] = cdf, gauss
+        return out
+    outs = None if out is None else tuple(_unwrap(o) for o in out)
+    a = np.abs(raw, out=None if outs is None else outs[1])  # |x| in the second output, which ends as e^(-x^2/2)
+    q, e = _as_tail(a, 1.0 / math.sqrt(2.0), 0.5, out=None if outs is None else (outs[0], a))
     np.subtract(np.float32(0.5), q, out=q)
     np.copysign(q, raw, out=q)
     q += np.float32(0.5)

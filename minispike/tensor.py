@@ -53,9 +53,13 @@ def unbroadcast(grad, shape):
 
 
 class Context:
-    """What a Function's forward leaves for its backward (``ctx.saved``, plus attributes)."""
+    """What a Function's forward leaves for its backward (``ctx.saved``, plus attributes).
+
+    ``ctx.needs_grad`` tells the forward whether a backward can follow (False under ``no_grad``
+    or when no input requires a gradient)."""
 
     saved: tuple = ()
+    needs_grad: bool = True
 
     def save_for_backward(self, *arrays):
         self.saved = arrays
@@ -92,8 +96,9 @@ class Function:
         """Run forward on the arrays of ``args``; record the node if a gradient is needed."""
         ctx = Context()
         arrays = [a.data if isinstance(a, Tensor) else a for a in args]
-        out = cls.forward(ctx, *arrays, **kwargs)
         needs = is_grad_enabled() and any(isinstance(a, Tensor) and a.requires_grad for a in args)
+        ctx.needs_grad = needs  # a forward may skip what only its backward would use
+        out = cls.forward(ctx, *arrays, **kwargs)
         result = Tensor(out, requires_grad=needs)
         if needs:
             ctx.fn = cls

@@ -184,15 +184,19 @@ class GELU(Function):
     @staticmethod
     def forward(ctx, a):
         xp = backend.get_array_module(a)
-        cdf, gauss, y = xp.empty_like(a), xp.empty_like(a), xp.empty_like(a)
-        a1, cdf1, gauss1, y1 = a.reshape(-1), cdf.reshape(-1), gauss.reshape(-1), y.reshape(-1)  # flat views
+        y = xp.empty_like(a)
+        # Phi(a) and e^(-a^2/2), kept for the backward; without one (no_grad) Phi goes into y's buffer
+        cdf, gauss = (xp.empty_like(a), xp.empty_like(a)) if ctx.needs_grad else (y, None)
+        a1, cdf1, y1 = a.reshape(-1), cdf.reshape(-1), y.reshape(-1)  # flat views
+        gauss1 = gauss.reshape(-1) if gauss is not None else None
 
         def block(r):
-            cdf1[r], gauss1[r] = backend.normal_cdf(a1[r])  # Phi(a), e^(-a^2/2)
-            xp.multiply(a1[r], cdf1[r], out=y1[r])
+            backend.normal_cdf(a1[r], out=(cdf1[r], gauss1[r] if gauss1 is not None else xp.empty_like(a1[r])))
+            xp.multiply(a1[r], cdf1[r], out=y1[r])  # y = a Phi(a)
 
         parallel.for_blocks(block, a1.shape[0], xp)  # ~20 passes, each over a cached block
-        ctx.save_for_backward(a, cdf, gauss)
+        if ctx.needs_grad:
+            ctx.save_for_backward(a, cdf, gauss)
         return y
 
     @staticmethod
