@@ -2,7 +2,7 @@
 
 The same numbers as the ops it replaces one after the other (``matmul``, ``* s``, ``+ M``,
 ``softmax``, ``dropout``, ``matmul``, the heads put back side by side; they stay in
-``BertSelfAttention(fused=False)``, the reference tests/test_bert.py compares this op with),
+``BertSelfAttention(fused=False)``, the reference tests/test_fused_ops.py compares this op with),
 laid out differently:
 
 * one input ``qkv`` (B, L, 3D): the query, key and value projections side by side, the

@@ -3,7 +3,7 @@
 The same numbers as the three ops applied one after the other (``ops.linear``,
 ``ops.layer_norm``, ``LIFFunction``): the same functions do the work (``layer_norm_rows``,
 ``_forward_steps`` and their backwards), in the same order on the same values. The
-composition stays in ``SpikeLinear(fused=False)`` as the reference; tests/test_fast_paths.py
+composition stays in ``SpikeLinear(fused=False)`` as the reference; tests/test_fused_ops.py
 compares this op with it (spikes exactly, gradients to 1e-6 in float32, 1e-12 in float64).
 What the fusion changes is where the work happens and what is kept:
 
