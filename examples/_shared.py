@@ -26,6 +26,7 @@ HERE = Path(__file__).resolve().parent  # examples/
 ROOT = HERE.parent  # the checkout
 if (ROOT / "minispike").is_dir() and str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))  # `import minispike` from a checkout, no install needed
+import minispike  # noqa: E402,F401  (before NumPy, as `python -m minispike` does: minispike.process's settings)
 
 ALWAYS_FAST = "accepted for uniformity (this example is always fast)"
 ENV_PREFIX = "MINISPIKE_"
