@@ -448,7 +448,7 @@ def count_ops(model, *, spiking=True, integer_as_spikes=False, exclude=DEFAULT_E
     flags are restored on exit, also after an error.
     """
     counter = OpCounter(spiking=spiking, integer_as_spikes=integer_as_spikes)
-    undo = []
+    undo, fused = [], []
 
     def excluded(path):
         parts = path.split(".")
@@ -502,7 +502,7 @@ def count_ops(model, *, spiking=True, integer_as_spikes=False, exclude=DEFAULT_E
     try:
         for path, mod in list(model.named_modules()):
             if getattr(mod, "fused", False):  # count the plain composition: its Linear layers are the ones
-                undo.append((mod, "fused", True))  # wrapped here, and it gives the fused ops' numbers exactly
+                fused.append(mod)  # wrapped here, and it gives the fused ops' numbers exactly
                 mod.fused = False
             if excluded(path):
                 continue
@@ -521,12 +521,12 @@ def count_ops(model, *, spiking=True, integer_as_spikes=False, exclude=DEFAULT_E
         yield counter
     finally:
         for mod, had, old in reversed(undo):
-            if had == "fused":
-                mod.fused = old
-            elif had:
+            if had:
                 mod.forward = old
             else:
                 del mod.forward
+        for mod in fused:
+            mod.fused = True
         counter._stash.clear()
 
 

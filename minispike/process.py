@@ -40,13 +40,13 @@ __all__ = ["apply", "keep_freed_memory", "short_blas_spin", "state"]
 M_TRIM_THRESHOLD = -1  # glibc's malloc.h
 M_MMAP_MAX = -4
 KEEP = 2**31 - 1  # bytes: the largest trim threshold mallopt takes (an int): 2 GiB of free heap top kept
-_state = {"applied": False, "reason": "not tried", "blas": "not tried"}
+_state = {"reason": "not tried", "blas": "not tried"}
 BLAS_SPIN = "16"  # log2 of the CPU cycles an idle OpenBLAS thread spins before it sleeps (OpenBLAS: 28)
 
 
 def keep_freed_memory() -> bool:
     """The two malloc settings (once); True where they took effect. ``state()`` says why not."""
-    if _state["applied"]:
+    if _state["reason"] == "applied":
         return True
     if _off("MINISPIKE_KEEP_MEMORY"):
         _state["reason"] = "MINISPIKE_KEEP_MEMORY=0"
@@ -64,7 +64,7 @@ def keep_freed_memory() -> bool:
     if not (mallopt(M_MMAP_MAX, 0) and mallopt(M_TRIM_THRESHOLD, KEEP)):
         _state["reason"] = "mallopt refused"
         return False
-    _state.update(applied=True, reason="applied")
+    _state["reason"] = "applied"
     return True
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from .. import backend, parallel
 from ..tensor import Function
+from .nn import softmax_backward_rows, softmax_rows
 
 __all__ = ["SoftmaxAttention", "softmax_attention"]
 
@@ -29,15 +30,6 @@ __all__ = ["SoftmaxAttention", "softmax_attention"]
 def _heads(x, heads):  # (b, L, D) array -> (b, H, L, d) view
     b, L, D = x.shape
     return x.reshape(b, L, heads, D // heads).swapaxes(1, 2)
-
-
-def _softmax_rows(x):
-    """Softmax over the last axis of ``x`` in place (the ops and order of ``ops.Softmax``)."""
-    xp = backend.get_array_module(x)
-    x2 = x.reshape(-1, x.shape[-1])
-    e = xp.subtract(x2, x2.max(axis=1, keepdims=True), out=x2)
-    xp.exp(e, out=e)
-    e /= e.sum(axis=1, keepdims=True)
 
 
 class SoftmaxAttention(Function):
@@ -64,7 +56,8 @@ class SoftmaxAttention(Function):
             s *= scale
             if mask_add is not None:
                 s += mask_add[r]
-            _softmax_rows(s)
+            s2 = s.reshape(-1, L)
+            softmax_rows(s2, s2)
             a = s if keep is None else s * (keep[r].astype(s.dtype) * drop_scale)  # dropout on the probabilities
             xp.matmul(a, v[r], out=yh[r])  # Y = A V, heads side by side
 
@@ -94,10 +87,8 @@ class SoftmaxAttention(Function):
             dp = dyh[r] @ v[r].swapaxes(-1, -2)  # dA = dY V^T, (b, H, L, L)
             if keep_r is not None:
                 dp *= keep_r  # through the dropout
-            d = xp.multiply(dp, p)  # through the softmax: dS = P * (dP - sum(dP * P))
-            d2, dp2 = d.reshape(-1, L), dp.reshape(-1, L)
-            xp.subtract(dp2, d2.sum(axis=1, keepdims=True), out=d2)
-            d *= p
+            d = xp.empty_like(dp)  # through the softmax: dS = P * (dP - sum(dP * P))
+            softmax_backward_rows(dp.reshape(-1, L), p.reshape(-1, L), d.reshape(-1, L))
             d *= ctx.scale  # through the scale
             xp.matmul(d, k[r], out=dq[r])  # dQ = dS K
             xp.matmul(d.swapaxes(-1, -2), q[r], out=dk[r])  # dK = dS^T Q

@@ -42,9 +42,10 @@ class Linear(Function):
 
 
 class Softmax(Function):
-    """Over the last axis, rows are independent: each direction is the work on a block of rows,
-    run on both cores by ``minispike.parallel`` (one block: the plain path; the same numbers).
-    Another axis is moved last first."""
+    """Over the last axis, rows are independent: each direction is the work on a block of rows
+    (``softmax_rows``, ``softmax_backward_rows``, also used by ``ops.attention``), run on both
+    cores by ``minispike.parallel`` (one block: the plain path; the same numbers). Another axis
+    is moved last first."""
 
     @staticmethod
     def forward(ctx, x, axis=-1):
@@ -52,13 +53,7 @@ class Softmax(Function):
         xl = xp.moveaxis(x, axis, -1)
         x2 = xl.reshape(-1, xl.shape[-1])  # (N, n)
         p = xp.empty_like(x2)
-
-        def rows(r):
-            e = xp.subtract(x2[r], x2[r].max(axis=1, keepdims=True), out=p[r])
-            xp.exp(e, out=e)
-            e /= e.sum(axis=1, keepdims=True)
-
-        parallel.for_blocks(rows, x2.shape[0], xp, per_row=x2.shape[1])
+        parallel.for_blocks(lambda r: softmax_rows(x2[r], p[r]), x2.shape[0], xp, per_row=x2.shape[1])
         p = xp.moveaxis(p.reshape(xl.shape), -1, axis)
         ctx.save_for_backward(p)
         ctx.axis = axis
@@ -71,15 +66,25 @@ class Softmax(Function):
         pl, gl = xp.moveaxis(p, ctx.axis, -1), xp.moveaxis(g, ctx.axis, -1)
         p2, g2 = pl.reshape(-1, pl.shape[-1]), gl.reshape(-1, gl.shape[-1])  # (N, n)
         dx = xp.empty_like(p2)
-
-        def rows(r):
-            d = xp.multiply(g2[r], p2[r], out=dx[r])
-            s = d.sum(axis=1, keepdims=True)  # sum(g * p)
-            xp.subtract(g2[r], s, out=d)
-            d *= p2[r]  # dx = p * (g - sum(g * p))
-
-        parallel.for_blocks(rows, p2.shape[0], xp, per_row=p2.shape[1])
+        parallel.for_blocks(lambda r: softmax_backward_rows(g2[r], p2[r], dx[r]), p2.shape[0], xp, per_row=p2.shape[1])
         return xp.moveaxis(dx.reshape(pl.shape), -1, ctx.axis)
+
+
+def softmax_rows(x, p):
+    """Softmax of a block of rows ``x`` (n, L) into ``p`` (may be ``x``'s own buffer)."""
+    xp = backend.get_array_module(x)
+    e = xp.subtract(x, x.max(axis=1, keepdims=True), out=p)
+    xp.exp(e, out=e)
+    e /= e.sum(axis=1, keepdims=True)
+
+
+def softmax_backward_rows(g, p, dx):
+    """The backward of ``softmax_rows`` for a block of rows: ``dx = p * (g - sum(g * p))``
+    (``dx``, a buffer of its own, holds ``g * p`` on the way)."""
+    xp = backend.get_array_module(g)
+    s = xp.multiply(g, p, out=dx).sum(axis=1, keepdims=True)  # sum(g * p)
+    xp.subtract(g, s, out=dx)
+    dx *= p
 
 
 class LogSoftmax(Function):

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from .. import backend, parallel
 from ..ops.nn import layer_norm_backward_rows, layer_norm_rows
-from ..tensor import Context, Function, unbroadcast
+from ..tensor import Context, Function
 from .lif import _backward_steps, _forward_steps
 from .surrogate import ATan
 
@@ -94,7 +94,7 @@ class SpikeLinearFunction(Function):
 
             def block(r):
                 _backward_steps(ctx, H[:, r], dS3[:, r], dX[:, r], False, False, xp)
-                g = unbroadcast(dX[:, r], (1,) + dX[:, r].shape[1:])[0]  # summed over T: the input was repeated
+                g = dX[:, r].sum(axis=0)  # summed over T: the input was repeated (as Expand's backward does)
                 return [layer_norm_backward_rows(g, xhat[r], rstd[r], ln_weight, dy[r])]
         else:
             dy = dX.reshape(T * M, D)
