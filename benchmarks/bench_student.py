@@ -17,14 +17,14 @@ the per-round tokens/s, the median of the per-round ratios and both peak memorie
 import argparse
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
-import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, ".."))
+sys.path.insert(0, HERE)
+from timing import peak_rss_mb, time_calls  # noqa: E402  (benchmarks/timing.py, shared with bench_teacher)
 
 # the cpu preset's shape, for the official code (minispike reads SpikeBertConfig.preset)
 PEER_SHAPES = {"cpu": dict(dim=256, depths=4, heads=8, T=4, tau=2.0),
@@ -33,30 +33,12 @@ PEER_PATCH_HINT = ("benchmarks/README.md: in model/new_spikformer.py, mlp.forwar
                    "must be reshape(T, B, L, -1)")
 
 
-def peak_rss_mb():
-    r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
-    return r / 1024 if sys.platform != "darwin" else r / 2**20
-
-
 def device_memory(backend):
     """CuPy's memory pool after the run: the most device memory it held (it keeps what it took)."""
     xp = backend.current()
     if not hasattr(xp, "get_default_memory_pool"):
         return {}
     return {"device_pool_peak_mb": round(xp.get_default_memory_pool().total_bytes() / 2**20, 1)}
-
-
-def time_steps(step, warmup, steps, synchronize=lambda: None):
-    for _ in range(warmup):
-        step()
-    synchronize()
-    times = []
-    for _ in range(steps):
-        t0 = time.perf_counter()
-        step()
-        synchronize()
-        times.append(time.perf_counter() - t0)
-    return times
 
 
 def run_minispike(args):
@@ -89,7 +71,7 @@ def run_minispike(args):
         if hasattr(xp, "cuda"):
             xp.cuda.get_current_stream().synchronize()
 
-    times = time_steps(step, args.warmup, args.steps, synchronize)
+    times = time_calls(step, args.warmup, args.steps, synchronize)
     return dict(side="minispike", dim=cfg.dim, depth=cfg.depth, heads=cfg.heads, T=cfg.T, times=times,
                 threads=os.cpu_count(), backend=args.backend, process=minispike.process.state(), **device_memory(backend))
 
@@ -126,7 +108,7 @@ def run_peer(args):  # pragma: no cover - needs torch and a checkout of the offi
         functional.reset_net(model)
 
     try:
-        times = time_steps(step, args.warmup, args.steps)
+        times = time_calls(step, args.warmup, args.steps)
     except RuntimeError as e:
         if "shape" in str(e) and "invalid for input of size" in str(e):
             raise SystemExit(f"bench_student.py: the official code in {args.peer} is unpatched ({e}); "

@@ -15,13 +15,13 @@ alternating, and prints the per-round tokens/s, the median ratios and both peak 
 import argparse
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
-import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from timing import peak_rss_mb, time_calls  # noqa: E402  (benchmarks/timing.py, shared with bench_student)
 
 HF_REFERENCE = {"inference": 5000.0, "finetune_step": 1300.0}
 
@@ -37,16 +37,8 @@ def synchronize():
 
 
 def timeit(fn, repeats, warmup=1):
-    for _ in range(warmup):
-        fn()
-    synchronize()
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        synchronize()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
+    """The median of ``repeats`` timed calls (after ``warmup``), waiting for the GPU before each stop."""
+    return statistics.median(time_calls(fn, warmup, repeats, synchronize))
 
 
 def bench_minispike(args):
@@ -129,10 +121,6 @@ def bench_hf(args):  # pragma: no cover - optional, needs torch
     t_step = timeit(step, args.repeats)
     return {"hf_inference_tok_s": B * L / t_inf, "hf_finetune_step_tok_s": B * L / t_step,
             "torch_threads": torch.get_num_threads(), "torch": torch.__version__}
-
-
-def peak_rss_mb():
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
 def paired(args):
