@@ -11,6 +11,8 @@ about 5,000 tok/s inference and 1,300 tok/s fine-tune step on a 2-core machine).
 Add --hf to time HF transformers on the same shapes in the same invocation: each round starts
 one fresh process per side (``--hf-python``: a Python with torch + transformers), the order
 alternating, and prints the per-round tokens/s, the median ratios and both peak RSS.
+minispike's side says whether its compiled kernels ran (``"compiled"``: minispike.compiled,
+on where numba is installed; MINISPIKE_COMPILED=0 times the plain NumPy code).
 """
 import argparse
 import json
@@ -90,7 +92,7 @@ def bench_minispike(args):
     shape = "tiny random" if args.tiny else "random MiniLM-shaped"
     return {"teacher": teacher or shape, "inference_tok_s": tokens / t_inf,
             "finetune_step_tok_s": tokens / t_step, "inference_s": t_inf, "finetune_step_s": t_step,
-            "process": minispike.process.state(), **({"device_pool_peak_mb": pool} if pool is not None else {})}
+            "process": minispike.process.state(), "compiled": minispike.compiled.state(), **({"device_pool_peak_mb": pool} if pool is not None else {})}
 
 
 def bench_hf(args):  # pragma: no cover - optional, needs torch
@@ -150,7 +152,7 @@ def paired(args):
                "hf_finetune_step_tok_s": round(h["hf_finetune_step_tok_s"], 1),
                "ratio_inference": round(m["inference_tok_s"] / h["hf_inference_tok_s"], 3),
                "ratio_finetune": round(m["finetune_step_tok_s"] / h["hf_finetune_step_tok_s"], 3),
-               "peak_rss_mb": m["peak_rss_mb"], "hf_peak_rss_mb": h["peak_rss_mb"]}
+               "peak_rss_mb": m["peak_rss_mb"], "hf_peak_rss_mb": h["peak_rss_mb"], "compiled": m["compiled"]}
         rounds.append(row)
         print(f"round {r} ({' then '.join(order)}): inference {row['inference_tok_s']:,.0f} vs "
               f"{row['hf_inference_tok_s']:,.0f} tokens/s ({row['ratio_inference']:.2f}x); fine-tuning step "
@@ -163,7 +165,7 @@ def paired(args):
            "median_ratio_finetune": statistics.median(r["ratio_finetune"] for r in rounds),
            "peak_rss_mb": max(r["peak_rss_mb"] for r in rounds),
            "hf_peak_rss_mb": max(r["hf_peak_rss_mb"] for r in rounds),
-           "load_average": os.getloadavg()}
+           "compiled": rounds[-1]["compiled"], "load_average": os.getloadavg()}
     print(json.dumps(res, indent=1))
     return res
 

@@ -15,7 +15,8 @@ PKG = Path(minispike.__file__).parent
 # pipeline.py handles host-side token ids, labels and predictions (model data goes through xp).
 # autograder.py grades learners' exercises, which are NumPy functions by design; notebooks.py
 # converts example files (its docstring shows example code that imports NumPy).
-HOST_SIDE = {"backend.py", "cli.py", "pipeline.py", "autograder.py", "notebooks.py"}
+HOST_SIDE = {"backend.py", "cli.py", "pipeline.py", "autograder.py", "notebooks.py",
+             "compiled.py"}  # compiled: numba kernels for host float32 arrays only (it checks np.ndarray)
 HOST_DIRS = {"io", "text"}
 
 

@@ -20,7 +20,7 @@ gradients in the broadcast shape.
 """
 import math
 
-from .. import backend, parallel
+from .. import backend, compiled, parallel
 from ..tensor import Function
 
 
@@ -179,12 +179,16 @@ class GELU(Function):
     Elementwise, so each direction is the work on a block of the flattened array, run on
     both cores in cache-sized blocks by ``minispike.parallel`` (one block: the plain path; the
     same numbers). The forward keeps ``Phi(a)`` and ``e^(-a^2/2)`` (``backend.normal_cdf``
-    computes both), so the backward needs no exponential of its own."""
+    computes both), so the backward needs no exponential of its own. Without a gradient
+    (inference) on float32 host arrays, ``minispike.compiled`` runs it as one compiled pass
+    when numba is installed (this NumPy code is then the reference its test compares with)."""
 
     @staticmethod
     def forward(ctx, a):
         xp = backend.get_array_module(a)
         y = xp.empty_like(a)
+        if not ctx.needs_grad and compiled.gelu(a, y):  # numba installed: erf as a rational function, no exp
+            return y
         # Phi(a) and e^(-a^2/2), kept for the backward; without one (no_grad) Phi goes into y's buffer
         cdf, gauss = (xp.empty_like(a), xp.empty_like(a)) if ctx.needs_grad else (y, None)
         a1, cdf1, y1 = a.reshape(-1), cdf.reshape(-1), y.reshape(-1)  # flat views

@@ -1,0 +1,158 @@
+"""The optional compiled kernels (minispike.compiled, numba) against the NumPy code they stand in for.
+
+* GELU for inference: the same values as the NumPy op (A&S 7.1.26) to 1e-6 relative, within
+  2.5e-7 x max(1, |a|) of the exact float64 GELU on a dense grid of [-8, 8], the same answer
+  for inf, -inf, NaN, +-0 and huge inputs; the accuracy check catches a planted coefficient error.
+* Where it runs: float32 host arrays under ``no_grad``; never with a gradient (the backward
+  needs what the NumPy forward keeps), never on float64, the strict backend or a strided view.
+* The switch: ``MINISPIKE_COMPILED=0`` / ``use(False)`` / ``scope(False)``, and ``state()``
+  naming why the kernels are off (numba missing included).
+* A BERT's inference with and without the kernels: the same logits and hidden states to 1e-5.
+
+The kernel tests skip where numba is not installed (the README's test command); CI's
+``compiled`` stage installs it and sets MINISPIKE_COMPILED_REQUIRED=1, which turns those skips
+into failures.
+"""
+import os
+
+import numpy as np
+import pytest
+from scipy.special import erf
+
+from minispike import backend, compiled, no_grad, ops
+from minispike.models.bert import BertConfig, BertForSequenceClassification
+from minispike.tensor import Tensor
+
+
+@pytest.fixture
+def kernels():
+    if not compiled.enabled():
+        why = compiled.state()
+        if os.environ.get("MINISPIKE_COMPILED_REQUIRED"):
+            pytest.fail(f"MINISPIKE_COMPILED_REQUIRED is set but the kernels are {why}")
+        pytest.skip(f"compiled kernels {why}")
+    return compiled
+
+
+def _gelu(x, use_kernels):
+    with compiled.scope(use_kernels), no_grad():
+        return ops.gelu(Tensor(x)).data
+
+
+def _exact_gelu(x):
+    x = np.asarray(x, np.float64)
+    return x * 0.5 * (1.0 + erf(x / np.sqrt(2.0)))
+
+
+def _scaled_error(got, x):
+    """max |got - GELU(x)| / max(1, |x|) over the finite inputs."""
+    x64 = np.asarray(x, np.float64)
+    return float(np.max(np.abs(got - _exact_gelu(x64)) / np.maximum(1.0, np.abs(x64))))
+
+
+GRID = np.linspace(-8, 8, 400001).astype(np.float32)
+
+
+def test_gelu_kernel_matches_the_numpy_op(kernels):
+    rng = np.random.default_rng(0)
+    for x in (GRID, (rng.standard_normal((64, 1536)) * 3).astype(np.float32), np.float32([0.5])):
+        np.testing.assert_allclose(_gelu(x, True), _gelu(x, False), rtol=1e-6, atol=1e-6)
+
+
+def test_gelu_kernel_is_within_its_stated_error_of_the_exact_gelu(kernels):
+    assert _scaled_error(_gelu(GRID, True), GRID) < 2.5e-7
+    assert _scaled_error(_gelu(GRID, False), GRID) < 2.0e-7  # the NumPy path, for comparison
+
+
+def test_the_accuracy_check_catches_a_planted_coefficient_error():
+    """Negative control: the rational form in float32 with one coefficient off by 1e-4 of itself."""
+    def rational(x, p, q):
+        f32 = np.float32
+        z = x * f32(1 / np.sqrt(2))
+        w = z * z
+        pw = sum(f32(c) * w ** k for k, c in enumerate(p))
+        qw = sum(f32(c) * w ** k for k, c in enumerate(q))
+        e = np.where(np.abs(z) > compiled.ERF_SATURATES, np.sign(z), z * pw / qw).astype(f32)
+        return f32(0.5) * x * (f32(1) + e)
+    assert _scaled_error(rational(GRID, compiled.ERF_P, compiled.ERF_Q), GRID) < 2.5e-7
+    wrong = list(compiled.ERF_P)
+    wrong[2] *= 1 + 1e-4
+    assert _scaled_error(rational(GRID, wrong, compiled.ERF_Q), GRID) > 2.5e-7
+
+
+def test_gelu_kernel_special_values(kernels):
+    x = np.float32([np.inf, -np.inf, np.nan, 0.0, -0.0, 1e30, -1e30, 4.0, -4.0])
+    with np.errstate(all="ignore"):
+        got, ref = _gelu(x, True), _gelu(x, False)
+    assert got[0] == np.inf and np.isnan(got[2]) and got[3] == 0 and got[5] == np.float32(1e30)
+    assert np.isnan(got[1]) == np.isnan(ref[1])  # -inf * Phi(-inf) = -inf * 0, as the NumPy op
+    assert got[6] == 0  # GELU(-1e30) = -0
+    np.testing.assert_allclose(got[7:], ref[7:], rtol=1e-6, atol=1e-6)  # +-4: about 4 and -1.27e-4
+
+
+def _count_calls(monkeypatch):
+    calls = []
+    kernel = compiled._kernels["gelu"]
+    monkeypatch.setitem(compiled._kernels, "gelu", lambda a, y: (calls.append(a.shape), kernel(a, y)))
+    return calls
+
+
+def test_gelu_kernel_runs_for_inference_only(kernels, monkeypatch):
+    calls = _count_calls(monkeypatch)
+    x = np.random.default_rng(1).standard_normal((8, 16)).astype(np.float32)
+    with no_grad():
+        ops.gelu(Tensor(x))
+    assert calls, "float32 under no_grad: the kernel runs"
+    calls.clear()
+    t = Tensor(x, requires_grad=True)
+    ops.gelu(t).sum().backward()  # training: the NumPy forward keeps Phi and e^(-a^2/2)
+    with no_grad():
+        ops.gelu(Tensor(x.astype(np.float64)))  # float64: the exact erf
+        ops.gelu(Tensor(np.asfortranarray(np.ones((8, 16), np.float32))[:, ::2]))  # a strided view
+    backend.use("strict")
+    with no_grad():
+        ops.gelu(Tensor(backend.current().asarray(x)))  # the stand-in for CuPy
+    assert not calls, calls
+
+
+def test_the_switch_and_state(kernels, monkeypatch):
+    calls = _count_calls(monkeypatch)
+    x = Tensor(np.ones((4, 4), np.float32))
+    with compiled.scope(False), no_grad():
+        assert compiled.state().startswith("off: turned off") and not compiled.enabled()
+        ops.gelu(x)
+    assert not calls and compiled.state().startswith("on (numba ")
+
+
+def test_state_says_numba_is_missing(monkeypatch):
+    monkeypatch.setattr(compiled, "_kernels", {})
+    monkeypatch.setitem(__import__("sys").modules, "numba", None)  # import numba raises ImportError
+    assert compiled.state() == "off: numba is not installed (pip install 'minispike[fast]')"
+    y = np.zeros(3, np.float32)
+    assert compiled.gelu(np.ones(3, np.float32), y) is False and not y.any()
+    with no_grad():  # the op falls back to its NumPy code
+        np.testing.assert_allclose(ops.gelu(Tensor(np.ones(3, np.float32))).data, _exact_gelu(np.ones(3)), rtol=1e-6)
+
+
+def test_the_environment_variable_turns_them_off():
+    import subprocess
+    import sys
+    code = "from minispike import compiled; print(compiled.state())"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**os.environ, "MINISPIKE_COMPILED": "0"}).stdout
+    assert out.startswith("off: turned off"), out
+
+
+def test_bert_inference_with_and_without_the_kernels(kernels):
+    model = BertForSequenceClassification(BertConfig(vocab_size=120, hidden_size=48, num_hidden_layers=2,
+                                                     num_attention_heads=4, intermediate_size=96)).eval()
+    rng = np.random.default_rng(2)
+    ids, mask = rng.integers(0, 120, size=(3, 10)), np.ones((3, 10), np.int64)
+    mask[1, 6:] = 0
+    runs = []
+    for on in (True, False):
+        with compiled.scope(on), no_grad():
+            out = model.bert(ids, mask, output_hidden_states=True)
+            runs.append([h.data for h in out.hidden_states] + [model(ids, mask).logits.data])
+    for a, b in zip(*runs):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
