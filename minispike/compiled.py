@@ -1,29 +1,38 @@
-"""Optional compiled kernels (numba) for float32 hot spots on the host; NumPy stays the reference.
+"""Optional compiled kernels (numba) for the forward of inference; NumPy stays the reference.
 
 ``pip install 'minispike[fast]'`` adds numba; minispike then runs these kernels where they
-measure better (docs/results.md), and its NumPy code everywhere else and on every other
-backend (CuPy, the strict test backend, float64). Each kernel is a plain loop over one block
-of a flat array, compiled with ``nogil`` so that ``minispike.parallel`` runs the blocks on
-every core as it runs NumPy's passes; the op that uses it keeps its NumPy path, which
-tests/test_compiled.py compares the kernel with.
+apply, and its NumPy code everywhere else. They apply to inference only (under ``no_grad``,
+where nothing is kept for a backward), on float32 host arrays; training, float64, CuPy and
+the strict test backend always run the NumPy code, which tests/test_compiled.py compares
+each kernel with. Each kernel is a plain loop over one block of rows, compiled with
+``nogil`` so that ``minispike.parallel`` runs the blocks on every core as it runs NumPy's
+passes.
 
-    gelu(a, y)    y = a Phi(a) = a (1 + erf(a / sqrt 2)) / 2, for inference (nothing kept for a backward)
+    gelu(a)                             a Phi(a) = a (1 + erf(a / sqrt 2)) / 2
+    layer_norm(x, weight, bias, eps)    (x - mean) / sqrt(var + eps) * weight + bias, per row of (N, D)
 
-Why GELU, and why only without a gradient: NumPy needs about twenty passes over the array
-for it, one of them an exponential (backend.normal_cdf), and the teacher's inference spent
-a sixth of its time there. Without a backward to feed, GELU needs no exponential at all:
-erf is a ratio of two polynomials, one pass of multiply-adds that the compiler vectorises,
+Each returns a new array, or None where it does not apply (the caller then runs NumPy's code).
+
+Why these two: NumPy runs GELU as about twenty passes over the array, one of them an
+exponential (backend.normal_cdf), and LayerNorm as eight, each with a row reduction; the
+teacher's inference spent a sixth of its time in them (docs/results.md). A compiled loop
+makes one pass (LayerNorm: three over a row that stays in cache). GELU's forward needs no
+exponential at all: erf is a ratio of two polynomials, multiply-adds the compiler vectorises,
 
     erf(z) = z P(z^2) / Q(z^2)   for |z| < 3.92,   sign(z) beyond (where float32's erf is +-1)
 
-with P of degree 6 and Q of degree 4, fitted here (linearised least squares, reweighted
-towards the minimax error, on Chebyshev nodes of [0, 4]): 5.5e-8 from erf in float64; in
-float32 the GELU is within 2.4e-7 x max(1, |a|) of the exact one, the NumPy path (A&S
-7.1.26) within 1.9e-7 x max(1, |a|). Training keeps the NumPy forward: the backward needs
-the density e^(-a^2/2), which the NumPy forward computes once and keeps.
+with P of degree 6 and Q of degree 4, fitted for minispike (linearised least squares,
+reweighted towards the minimax error, on Chebyshev nodes of [0, 4]): 5.5e-8 from erf in
+float64; in float32 the GELU is within 2.4e-7 x max(1, |a|) of the exact one, the NumPy
+path (A&S 7.1.26) within 1.9e-7 x max(1, |a|). Training keeps NumPy's GELU because its
+backward needs the density e^(-a^2/2), which NumPy's forward computes once and keeps, and
+NumPy's LayerNorm because its backward needs xhat and 1/std.
 
-``MINISPIKE_COMPILED=0`` or ``use(False)`` turns the kernels off; ``state()`` says whether
-they are on, and if not, why. numba is imported, and the kernels compiled, on first use.
+Inference with the kernels differs from inference without them by float32 rounding (the
+order of a row's sums, the erf formula): 1e-6 relative on a layer's output, so a prediction
+on the edge between two labels can flip, as on another CPU. ``MINISPIKE_COMPILED=0`` or
+``use(False)`` turns them off; ``state()`` says whether they are on, and if not, why. numba
+is imported, and the kernels compiled (a few seconds, then cached on disk), on first use.
 """
 from __future__ import annotations
 
@@ -34,7 +43,8 @@ import numpy as np
 
 from . import parallel
 
-__all__ = ["state", "enabled", "use", "scope", "gelu", "ERF_P", "ERF_Q", "ERF_SATURATES"]
+__all__ = ["state", "enabled", "use", "scope", "gelu", "layer_norm", "ERF_P", "ERF_Q",
+           "ERF_SATURATES"]
 
 # erf(z) = z P(z^2) / Q(z^2): coefficients of w^0, w^1, ... (float64 fit; the kernel rounds them to float32)
 ERF_P = (1.128378700523714, 0.21362121780360635, 0.05239033426819059, 0.004278661118134893,
@@ -55,13 +65,22 @@ def _load():
     except ImportError:
         _kernels["error"] = "numba is not installed (pip install 'minispike[fast]')"
         return False
+    _kernels.update(_compile(numba))
+    _kernels["version"] = numba.__version__
+    return True
+
+
+def _compile(numba):
     f32 = np.float32
     p0, p1, p2, p3, p4, p5, p6 = (f32(c) for c in ERF_P)
     q0, q1, q2, q3, q4 = (f32(c) for c in ERF_Q)
     inv_sqrt2, edge, half, one = f32(1 / np.sqrt(2)), f32(ERF_SATURATES), f32(0.5), f32(1)
+    # error_model="numpy": a division raises nothing, so loops with one are vectorised;
+    # fastmath reassoc/contract: sums may be regrouped and multiply-adds fused (never nan/inf shortcuts)
+    jit = dict(nogil=True, error_model="numpy", cache=True)
+    sums = dict(jit, fastmath={"reassoc", "contract"})
 
-    # error_model="numpy": the division raises nothing, so the loop is vectorised
-    @numba.njit("void(float32[::1], float32[::1])", nogil=True, error_model="numpy", cache=True)
+    @numba.njit("void(float32[::1], float32[::1])", **jit)
     def gelu_block(a, y):  # y = a (1 + erf(a / sqrt 2)) / 2, elementwise
         for i in range(a.shape[0]):
             x = a[i]
@@ -76,9 +95,22 @@ def _load():
                 e = -one
             y[i] = half * x * (one + e)
 
-    _kernels["gelu"] = gelu_block
-    _kernels["version"] = numba.__version__
-    return True
+    @numba.njit("void(float32[:, ::1], float32[::1], float32[::1], float32, float32[:, ::1])", **sums)
+    def layer_norm_block(x, weight, bias, eps, y):  # y = (x - mean) / sqrt(var + eps) * weight + bias, per row
+        n, D = x.shape
+        for i in range(n):
+            total = 0.0  # the row's sums in float64: a vectorised float32 sum loses digits on rows far from 0
+            for j in range(D):
+                total += x[i, j]
+            mean = f32(total / D)
+            squares = 0.0
+            for j in range(D):
+                squares += (x[i, j] - mean) * (x[i, j] - mean)
+            rstd = f32(1.0 / np.sqrt(squares / D + eps))
+            for j in range(D):
+                y[i, j] = (x[i, j] - mean) * rstd * weight[j] + bias[j]
+
+    return {"gelu": gelu_block, "layer_norm": layer_norm_block}
 
 
 def state() -> str:
@@ -112,11 +144,22 @@ def _fits(*arrays) -> bool:  # host float32 arrays, contiguous (the strict backe
     return all(type(x) is np.ndarray and x.dtype == np.float32 and x.flags.c_contiguous for x in arrays)
 
 
-def gelu(a, y) -> bool:
-    """``y[...] = GELU(a)`` with the compiled kernel, on blocks on every core; False (and ``y``
-    untouched) where it does not apply: then the caller runs its NumPy code."""
-    if not (_fits(a, y) and a.shape == y.shape and enabled()):
-        return False
-    a1, y1, kernel = a.reshape(-1), y.reshape(-1), _kernels["gelu"]
+def gelu(a):
+    """``GELU(a)`` (nothing kept for a backward), on blocks on every core; None where it does not apply."""
+    if not (_fits(a) and enabled()):
+        return None
+    y, kernel = np.empty_like(a), _kernels["gelu"]
+    a1, y1 = a.reshape(-1), y.reshape(-1)
     parallel.for_blocks(lambda r: kernel(a1[r], y1[r]), a1.shape[0], np)
-    return True
+    return y
+
+
+def layer_norm(x, weight, bias, eps):
+    """``LayerNorm(x)`` over the last axis of (N, D) ``x`` (nothing kept for a backward), on
+    blocks of rows on every core; None where it does not apply."""
+    if not (_fits(x, weight, bias) and x.ndim == 2 and enabled()):
+        return None
+    y, kernel = np.empty_like(x), _kernels["layer_norm"]
+    parallel.for_blocks(lambda r: kernel(x[r], weight, bias, np.float32(eps), y[r]), x.shape[0], np,
+                        per_row=x.shape[1])
+    return y

@@ -3,7 +3,11 @@
 * GELU for inference: the same values as the NumPy op (A&S 7.1.26) to 1e-6 relative, within
   2.5e-7 x max(1, |a|) of the exact float64 GELU on a dense grid of [-8, 8], the same answer
   for inf, -inf, NaN, +-0 and huge inputs; the accuracy check catches a planted coefficient error.
-* Where it runs: float32 host arrays under ``no_grad``; never with a gradient (the backward
+* LayerNorm for inference: the NumPy op's values to 1e-6 of the output's scale for widths 1
+  to 384 and constant rows; on rows far from zero (mean 1000), where float32 itself is that
+  far off, no further from the float64 answer than the NumPy op (the kernel sums a row in
+  float64); the comparison catches a planted mistake (the variance over D - 1).
+* Where they run: float32 host arrays under ``no_grad``; never with a gradient (the backward
   needs what the NumPy forward keeps), never on float64, the strict backend or a strided view.
 * The switch: ``MINISPIKE_COMPILED=0`` / ``use(False)`` / ``scope(False)``, and ``state()``
   naming why the kernels are off (numba missing included).
@@ -90,11 +94,70 @@ def test_gelu_kernel_special_values(kernels):
     np.testing.assert_allclose(got[7:], ref[7:], rtol=1e-6, atol=1e-6)  # +-4: about 4 and -1.27e-4
 
 
-def _count_calls(monkeypatch):
+def _count_calls(monkeypatch, name="gelu"):
     calls = []
-    kernel = compiled._kernels["gelu"]
-    monkeypatch.setitem(compiled._kernels, "gelu", lambda a, y: (calls.append(a.shape), kernel(a, y)))
+    kernel = compiled._kernels[name]
+    monkeypatch.setitem(compiled._kernels, name, lambda *args: (calls.append(args[0].shape), kernel(*args)))
     return calls
+
+
+def _layer_norm(x, w, b, use_kernels):
+    with compiled.scope(use_kernels), no_grad():
+        return ops.layer_norm(Tensor(x), Tensor(w), Tensor(b), eps=1e-12).data
+
+
+def _ln_error(got, ref):
+    """max |got - ref| in units of the output's scale (max |ref|, at least 1)."""
+    return float(np.max(np.abs(got - ref)) / max(1.0, float(np.max(np.abs(ref)))))
+
+
+def _ln_cases():
+    rng = np.random.default_rng(3)
+    for n, D, shift in ((64, 384, 0.0), (9, 7, 0.0), (5, 1, 0.0), (32, 384, 1000.0), (4, 16, 2.5)):
+        x = (rng.standard_normal((n, D)) * 3 + shift).astype(np.float32)
+        if shift == 2.5:
+            x[:] = shift  # constant rows: xhat = 0, y = bias
+        yield x, rng.standard_normal(D).astype(np.float32), rng.standard_normal(D).astype(np.float32)
+
+
+def _exact_layer_norm(x, w, b):
+    x = x.astype(np.float64)
+    xc = x - x.mean(axis=1, keepdims=True)
+    return xc / np.sqrt((xc * xc).mean(axis=1, keepdims=True) + 1e-12) * w + b
+
+
+def test_layer_norm_kernel_matches_the_numpy_op(kernels):
+    """To 1e-6, or, where the NumPy op's own float32 sums are further than that from the float64
+    answer (rows far from zero), no further from that answer than the NumPy op is."""
+    for x, w, b in _ln_cases():
+        got, ref, exact = _layer_norm(x, w, b, True), _layer_norm(x, w, b, False), _exact_layer_norm(x, w, b)
+        assert _ln_error(got, ref) < 1e-6 or _ln_error(got, exact) <= _ln_error(ref, exact), \
+            (x.shape, _ln_error(got, ref), _ln_error(got, exact), _ln_error(ref, exact))
+
+
+def test_the_layer_norm_comparison_catches_a_planted_mistake():
+    """Negative control: LayerNorm with the variance over D - 1 (the unbiased estimate) differs."""
+    x, w, b = next(_ln_cases())
+    mean = x.mean(axis=1, keepdims=True)
+    wrong = (x - mean) / np.sqrt(((x - mean) ** 2).sum(axis=1, keepdims=True) / (x.shape[1] - 1) + 1e-12) * w + b
+    assert _ln_error(wrong.astype(np.float32), _layer_norm(x, w, b, False)) > 1e-4
+
+
+def test_layer_norm_kernel_runs_for_inference_only(kernels, monkeypatch):
+    calls = _count_calls(monkeypatch, "layer_norm")
+    x, w, b = next(_ln_cases())
+    _layer_norm(x, w, b, True)
+    assert calls, "float32 under no_grad: the kernel runs"
+    calls.clear()
+    t = Tensor(x, requires_grad=True)
+    ops.layer_norm(t, Tensor(w), Tensor(b)).sum().backward()  # training: NumPy keeps xhat and 1/std
+    with no_grad():
+        ops.layer_norm(Tensor(x.astype(np.float64)), Tensor(w.astype(np.float64)), Tensor(b.astype(np.float64)))
+    backend.use("strict")
+    xp = backend.current()
+    with no_grad():
+        ops.layer_norm(Tensor(xp.asarray(x)), Tensor(xp.asarray(w)), Tensor(xp.asarray(b)))
+    assert not calls, calls
 
 
 def test_gelu_kernel_runs_for_inference_only(kernels, monkeypatch):
@@ -128,8 +191,8 @@ def test_state_says_numba_is_missing(monkeypatch):
     monkeypatch.setattr(compiled, "_kernels", {})
     monkeypatch.setitem(__import__("sys").modules, "numba", None)  # import numba raises ImportError
     assert compiled.state() == "off: numba is not installed (pip install 'minispike[fast]')"
-    y = np.zeros(3, np.float32)
-    assert compiled.gelu(np.ones(3, np.float32), y) is False and not y.any()
+    x = np.ones((3, 4), np.float32)
+    assert compiled.gelu(x) is None and compiled.layer_norm(x, x[0], x[0], 1e-12) is None
     with no_grad():  # the op falls back to its NumPy code
         np.testing.assert_allclose(ops.gelu(Tensor(np.ones(3, np.float32))).data, _exact_gelu(np.ones(3)), rtol=1e-6)
 

@@ -186,9 +186,10 @@ class GELU(Function):
     @staticmethod
     def forward(ctx, a):
         xp = backend.get_array_module(a)
-        y = xp.empty_like(a)
-        if not ctx.needs_grad and compiled.gelu(a, y):  # numba installed: erf as a rational function, no exp
+        y = None if ctx.needs_grad else compiled.gelu(a)  # None: not compiled here
+        if y is not None:  # inference, numba installed: erf as a ratio of polynomials, no exponential
             return y
+        y = xp.empty_like(a)
         # Phi(a) and e^(-a^2/2), kept for the backward; without one (no_grad) Phi goes into y's buffer
         cdf, gauss = (xp.empty_like(a), xp.empty_like(a)) if ctx.needs_grad else (y, None)
         a1, cdf1, y1 = a.reshape(-1), cdf.reshape(-1), y.reshape(-1)  # flat views

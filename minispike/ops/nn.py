@@ -14,7 +14,7 @@ dropout      y = x * m / (1 - p),  m ~ Bernoulli(1 - p) in training, y = x in ev
 where        y = c ? a : b                    da = g * c,  db = g * (1 - c)
 masked_fill  y = mask ? value : x             dx = g * (1 - mask)
 """
-from .. import backend, parallel
+from .. import backend, compiled, parallel
 from ..tensor import Function, Tensor
 
 
@@ -111,7 +111,9 @@ class LayerNorm(Function):
     work on a block of rows (``layer_norm_rows``, ``layer_norm_backward_rows``, also used by
     the fused ``spiking.spike_linear``), which ``minispike.parallel`` runs on both cores (one
     block: the plain path). Row dot products use einsum; intermediate arrays are reused in
-    place, so each direction allocates two (N, D) arrays.
+    place, so each direction allocates two (N, D) arrays. Without a gradient (inference) on
+    float32 host arrays, ``minispike.compiled`` runs the forward as one compiled pass per row
+    when numba is installed (this code is then the reference its test compares with).
     """
 
     @staticmethod
@@ -119,6 +121,9 @@ class LayerNorm(Function):
         xp = backend.get_array_module(x)
         D = x.shape[-1]
         x2 = x.reshape(-1, D)  # (N, D)
+        y = None if ctx.needs_grad else compiled.layer_norm(x2, weight, bias, eps)  # None: not compiled here
+        if y is not None:  # inference, numba installed: nothing kept for a backward
+            return y.reshape(x.shape)
         xhat, y = xp.empty_like(x2), xp.empty_like(x2)  # (N, D)
         rstd = xp.empty((x2.shape[0], 1), dtype=x2.dtype)  # (N, 1)
         parallel.for_blocks(lambda r: layer_norm_rows(x2[r], xhat[r], rstd[r], y[r], weight, bias, eps),
