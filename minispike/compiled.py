@@ -10,8 +10,11 @@ passes.
 
     gelu(a)                             a Phi(a) = a (1 + erf(a / sqrt 2)) / 2
     layer_norm(x, weight, bias, eps)    (x - mean) / sqrt(var + eps) * weight + bias, per row of (N, D)
+    masked_softmax(s, mask_add, scale)  s = softmax(s * scale + M) over the last axis, in place:
+                                        BERT attention's scores, one block of batch rows
 
-Each returns a new array, or None where it does not apply (the caller then runs NumPy's code).
+The first two return a new array, or None where they do not apply (the caller then runs
+NumPy's code); the third returns False there.
 
 Why these two: NumPy runs GELU as about twenty passes over the array, one of them an
 exponential (backend.normal_cdf), and LayerNorm as eight, each with a row reduction; the
@@ -43,7 +46,7 @@ import numpy as np
 
 from . import parallel
 
-__all__ = ["state", "enabled", "use", "scope", "gelu", "layer_norm", "ERF_P", "ERF_Q",
+__all__ = ["state", "enabled", "use", "scope", "gelu", "layer_norm", "masked_softmax", "ERF_P", "ERF_Q",
            "ERF_SATURATES"]
 
 # erf(z) = z P(z^2) / Q(z^2): coefficients of w^0, w^1, ... (float64 fit; the kernel rounds them to float32)
@@ -110,7 +113,43 @@ def _compile(numba):
             for j in range(D):
                 y[i, j] = (x[i, j] - mean) * rstd * weight[j] + bias[j]
 
-    return {"gelu": gelu_block, "layer_norm": layer_norm_block}
+    taylor = tuple(1.0 / k for k in range(10, 0, -1))  # 1/10, 1/9, ..., 1
+
+    @numba.njit(inline="always", **sums)
+    def exp_nonpositive(x):  # e^x for x <= 0 in float64: e^(x/256) by its Taylor series (10 terms), squared 8 times
+        if x < -110.0:  # e^-110 is 0 in float32; a masked key's -3.4e38 stays finite on the way
+            x = -110.0
+        y = x * (1.0 / 256.0)
+        p = 1.0
+        for c in taylor:  # Horner: 1 + y (1 + y/2 (1 + y/3 (... (1 + y/10))))
+            p = 1.0 + y * c * p
+        for _ in range(8):
+            p = p * p
+        return p
+
+    @numba.njit("void(float32[:, :, :, ::1], float32[:, ::1], float32)", **sums)
+    def masked_softmax_block(s, mask, scale):  # s[n, h, i] = softmax(s[n, h, i] * scale + mask[n]), in place
+        b, H, L, _ = s.shape
+        for n in range(b):
+            for h in range(H):
+                for i in range(L):
+                    row = s[n, h, i]
+                    top = -np.inf
+                    for j in range(L):
+                        v = row[j] * scale + mask[n, j]
+                        row[j] = v
+                        top = max(top, v)
+                    total = 0.0
+                    for j in range(L):
+                        e = exp_nonpositive(row[j] - top)
+                        row[j] = e
+                        total += e
+                    inv = f32(1.0 / total)
+                    for j in range(L):
+                        row[j] *= inv
+
+    return {"gelu": gelu_block, "layer_norm": layer_norm_block, "masked_softmax": masked_softmax_block,
+            "exp_nonpositive": exp_nonpositive}
 
 
 def state() -> str:
@@ -163,3 +202,16 @@ def layer_norm(x, weight, bias, eps):
     parallel.for_blocks(lambda r: kernel(x[r], weight, bias, np.float32(eps), y[r]), x.shape[0], np,
                         per_row=x.shape[1])
     return y
+
+
+def masked_softmax(s, mask_add, scale) -> bool:
+    """In place, on the calling thread: ``s`` (b, H, L, L) becomes ``softmax(s * scale + M)`` over
+    its last axis, ``mask_add`` (b, 1, 1, L) the additive key mask M or None. For one block of
+    ``ops.attention``'s batch rows (it runs the blocks on every core and calls ``enabled()``
+    first, on its own thread, so that numba loads there). False where it does not apply."""
+    b, L = s.shape[0], s.shape[-1]
+    mask = np.zeros((b, L), np.float32) if mask_add is None else mask_add.reshape(b, L)
+    if not (_fits(s, mask) and s.ndim == 4 and enabled()):
+        return False
+    _kernels["masked_softmax"](s, mask, np.float32(scale))
+    return True

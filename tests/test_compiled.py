@@ -7,6 +7,10 @@
   to 384 and constant rows; on rows far from zero (mean 1000), where float32 itself is that
   far off, no further from the float64 answer than the NumPy op (the kernel sums a row in
   float64); the comparison catches a planted mistake (the variance over D - 1).
+* BERT attention's masked softmax for inference: the NumPy op's probabilities and outputs to
+  1e-6 (relative to the output's scale), with and without a key mask, a fully masked row
+  (uniform, as HF), NaN scores (a NaN row); its exponential (Taylor series of e^(x/256),
+  squared 8 times) within 1e-7 relative of e^x on [-100, 0], which a series cut short fails.
 * Where they run: float32 host arrays under ``no_grad``; never with a gradient (the backward
   needs what the NumPy forward keeps), never on float64, the strict backend or a strided view.
 * The switch: ``MINISPIKE_COMPILED=0`` / ``use(False)`` / ``scope(False)``, and ``state()``
@@ -219,3 +223,57 @@ def test_bert_inference_with_and_without_the_kernels(kernels):
             runs.append([h.data for h in out.hidden_states] + [model(ids, mask).logits.data])
     for a, b in zip(*runs):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+
+
+def _attention(qkv, mask, use_kernels, heads=4, training=False, dropout=0.0):
+    store = {}
+    with compiled.scope(use_kernels), no_grad():
+        y = ops.softmax_attention(Tensor(qkv), mask, heads=heads, scale=0.35, dropout=dropout, training=training,
+                                  store=store)
+    return y.data, store["probs"]
+
+
+def test_masked_softmax_kernel_matches_the_numpy_op(kernels):
+    rng = np.random.default_rng(4)
+    qkv = (rng.standard_normal((5, 9, 3 * 16)) * 2).astype(np.float32)
+    mask = np.zeros((5, 1, 1, 9), np.float32)
+    mask[1, ..., 6:] = np.finfo(np.float32).min  # padding
+    mask[2] = np.finfo(np.float32).min  # every key masked: uniform attention, as HF's softmax gives
+    for m in (mask, None):
+        (y1, p1), (y0, p0) = _attention(qkv, m, True), _attention(qkv, m, False)
+        assert _ln_error(p1, p0) < 1e-6 and _ln_error(y1, y0) < 1e-6, (_ln_error(p1, p0), _ln_error(y1, y0))
+    assert np.all(p1[1, ..., 6:] == 0) or m is None
+    _, p = _attention(qkv, mask, True)
+    assert np.all(p[1, ..., 6:] == 0) and np.allclose(p[2], 1 / 9)
+    bad = qkv.copy()
+    bad[0, 3, 0] = np.nan  # a query of head 0 at position 3
+    with np.errstate(invalid="ignore"):
+        (_, p1), (_, p0) = _attention(bad, None, True), _attention(bad, None, False)
+    assert np.array_equal(np.isnan(p1), np.isnan(p0)) and np.isnan(p1[0, 0, 3]).all()
+
+
+def _exp_error(values, exact):
+    return float(np.max(np.abs(values - exact) / exact))
+
+
+def test_the_softmax_exponential_is_accurate_and_the_check_catches_a_short_series(kernels):
+    x = np.linspace(-100, 0, 20001)
+    exp = kernels._kernels["exp_nonpositive"]
+    assert _exp_error(np.array([exp(v) for v in x]), np.exp(x)) < 1e-7
+    assert abs(exp(-np.inf) / np.exp(-110.0) - 1) < 1e-7 and np.float32(exp(-1e30)) == 0  # masked: 0 in float32
+    short = (1 + x / 256 * (1 + x / 512 * (1 + x / 768))) ** 256  # 4 terms of the series instead of 11
+    assert _exp_error(short, np.exp(x)) > 1e-7
+
+
+def test_masked_softmax_kernel_runs_for_inference_only(kernels, monkeypatch):
+    calls = _count_calls(monkeypatch, "masked_softmax")
+    qkv = np.random.default_rng(5).standard_normal((2, 6, 24)).astype(np.float32)
+    _attention(qkv, None, True)
+    assert calls, "float32 inference: the kernel runs"
+    calls.clear()
+    _attention(qkv, None, True, training=True, dropout=0.5)  # dropout on the probabilities: NumPy
+    t = Tensor(qkv, requires_grad=True)
+    ops.softmax_attention(t, None, heads=4, scale=0.35).sum().backward()  # training: NumPy
+    with no_grad():
+        ops.softmax_attention(Tensor(qkv.astype(np.float64)), None, heads=4, scale=0.35)
+    assert not calls, calls

@@ -11,6 +11,8 @@ laid out differently:
 * batch rows are independent: each direction is the work on a block of them, run on both
   cores by ``minispike.parallel`` (NumPy's stacked matmul and softmax on one block at a time,
   in cache); the output is written straight into the (B, L, D) layout the next Linear reads.
+* for inference (no gradient, no dropout) with numba installed, the scale, the mask and the
+  softmax are one compiled pass per row (``minispike.compiled.masked_softmax``).
 
 Per head, with ``P`` the probabilities, ``K`` the dropout's keep mask and ``p`` its rate:
 
@@ -20,7 +22,7 @@ Per head, with ``P`` the probabilities, ``K`` the dropout's keep mask and ``p`` 
 """
 from __future__ import annotations
 
-from .. import backend, parallel
+from .. import backend, compiled, parallel
 from ..tensor import Function
 from .nn import softmax_backward_rows, softmax_rows
 
@@ -50,14 +52,16 @@ class SoftmaxAttention(Function):
         drop_scale = 1.0 / (1.0 - dropout) if keep is not None else None
         y = xp.empty((B, L, D), dtype=qkv.dtype)
         yh = _heads(y, heads)
+        kernel = keep is None and not ctx.needs_grad and compiled.enabled()  # inference: numba's softmax, if there
 
         def rows(r):
             s = xp.matmul(q[r], k[r].swapaxes(-1, -2), out=probs[r])  # (b, H, L, L) = Q K^T
-            s *= scale
-            if mask_add is not None:
-                s += mask_add[r]
-            s2 = s.reshape(-1, L)
-            softmax_rows(s2, s2)
+            if not (kernel and compiled.masked_softmax(s, None if mask_add is None else mask_add[r], scale)):
+                s *= scale
+                if mask_add is not None:
+                    s += mask_add[r]
+                s2 = s.reshape(-1, L)
+                softmax_rows(s2, s2)
             a = s if keep is None else s * (keep[r].astype(s.dtype) * drop_scale)  # dropout on the probabilities
             xp.matmul(a, v[r], out=yh[r])  # Y = A V, heads side by side
 
