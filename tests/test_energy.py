@@ -16,7 +16,7 @@ import json
 import numpy as np
 import pytest
 
-from minispike import backend, ops
+from minispike import backend, compiled, ops
 from minispike.energy import (E_AC_PJ, E_MAC_PJ, EnergyReport, bert_macs, compare, count_ops,
                               estimate_energy)
 from minispike.nn import Embedding, Linear, Module
@@ -305,7 +305,8 @@ def test_trim_equals_running_each_sentence_alone():
 def test_student_on_the_strict_backend_matches_numpy():
     ids, mask = _ids()
     backend.seed(5)
-    ref = estimate_energy(_student(), ids, mask)
+    with compiled.scope(False):  # NumPy's own code: numba's inference kernels round differently
+        ref = estimate_energy(_student(), ids, mask)
     backend.use("strict")
     backend.seed(5)
     rep = estimate_energy(_student(), backend.current().asarray(ids), backend.current().asarray(mask))
