@@ -1,44 +1,46 @@
-"""Optional compiled kernels (numba) for the forward of inference; NumPy stays the reference.
+"""Optional compiled kernels (numba) for three forward passes; NumPy stays the reference.
 
 ``pip install 'minispike[fast]'`` adds numba; minispike then runs these kernels where they
-apply, and its NumPy code everywhere else. They apply to inference only (under ``no_grad``,
-where nothing is kept for a backward), on float32 host arrays; training, float64, CuPy and
-the strict test backend always run the NumPy code, which tests/test_compiled.py compares
-each kernel with. Each kernel is a plain loop over one block of rows, compiled with
-``nogil`` so that ``minispike.parallel`` runs the blocks on every core as it runs NumPy's
-passes.
+apply, and its NumPy code everywhere else. They apply to forward passes on float32 host
+arrays: GELU's and the attention softmax's in training too (GELU's kernel also returns what
+its backward reads), LayerNorm's only for inference (its backward reads xhat and 1/std,
+which NumPy's forward keeps, the one the fused student ops share). Every backward, float64
+(so every gradient check), CuPy and the strict test backend run the NumPy code, which
+tests/test_compiled.py compares each kernel with. Each kernel is a plain loop over one
+block of rows, compiled with ``nogil`` so that ``minispike.parallel`` runs the blocks on
+every core as it runs NumPy's passes.
 
-    gelu(a)                             a Phi(a) = a (1 + erf(a / sqrt 2)) / 2
+    gelu(a, keep=False)                 a Phi(a) = a (1 + erf(a / sqrt 2)) / 2; keep: also Phi(a), e^(-a^2/2)
     layer_norm(x, weight, bias, eps)    (x - mean) / sqrt(var + eps) * weight + bias, per row of (N, D)
     masked_softmax(s, mask_add, scale)  s = softmax(s * scale + M) over the last axis, in place:
                                         BERT attention's scores, one block of batch rows
 
-The first two return a new array, or None where they do not apply (the caller then runs
+The first two return new arrays, or None where they do not apply (the caller then runs
 NumPy's code); the third returns False there.
 
 Why these: NumPy runs GELU as about twenty passes over the array, one of them an
 exponential (backend.normal_cdf), LayerNorm as eight, and the attention's softmax as seven
 (scale, mask, max, subtract, exp, sum, divide), the reductions over short rows; the teacher's
-inference spent nearly a quarter of its time there (docs/results.md). A compiled loop makes one pass
-(over a row that stays in cache, for the row-wise two). The softmax's exponential is
+inference spent nearly a quarter of its time there (docs/results.md). A compiled loop makes
+one pass (over a row that stays in cache, for the row-wise two). The softmax's exponential is
 e^x = (e^(x/256))^256 with e^(x/256) from ten terms of its Taylor series, in float64
 (1e-7 relative on [-100, 0]; the multiply-adds vectorise, where a call to exp would not).
-GELU's forward needs no exponential at all: erf is a ratio of two polynomials,
+GELU's value needs no exponential at all (its backward's density e^(-a^2/2) comes from the
+same series as the softmax's): erf is a ratio of two polynomials,
 
     erf(z) = z P(z^2) / Q(z^2)   for |z| < 3.92,   sign(z) beyond (where float32's erf is +-1)
 
 with P of degree 6 and Q of degree 4, fitted for minispike (linearised least squares,
 reweighted towards the minimax error, on Chebyshev nodes of [0, 4]): 5.5e-8 from erf in
 float64; in float32 the GELU is within 2.4e-7 x max(1, |a|) of the exact one, the NumPy
-path (A&S 7.1.26) within 1.9e-7 x max(1, |a|). Training keeps NumPy's code: GELU's backward
-needs the density e^(-a^2/2), which NumPy's forward computes once and keeps, LayerNorm's
-needs xhat and 1/std, and attention's the dropout mask.
+path (A&S 7.1.26) within 1.9e-7 x max(1, |a|).
 
-Inference with the kernels differs from inference without them by float32 rounding (the
-order of a row's sums, the erf formula): 1e-6 relative on a layer's output, so a prediction
-on the edge between two labels can flip, as on another CPU. ``MINISPIKE_COMPILED=0`` or
-``use(False)`` turns them off; ``state()`` says whether they are on, and if not, why. numba
-is imported, and the kernels compiled (a few seconds, then cached on disk), on first use.
+A forward with the kernels differs from one without them by float32 rounding (the order of
+a row's sums, the erf formula): 1e-6 relative on a layer's output, so a prediction on the
+edge between two labels, or a teacher fine-tuned for many steps, can come out differently,
+as on another CPU. ``MINISPIKE_COMPILED=0`` or ``use(False)`` turns them off; ``state()``
+says whether they are on, and if not, why. numba is imported, and the kernels compiled (a
+few seconds, then cached on disk), on first use.
 """
 from __future__ import annotations
 
@@ -86,20 +88,45 @@ def _compile(numba):
     jit = dict(nogil=True, error_model="numpy", cache=True)
     sums = dict(jit, fastmath={"reassoc", "contract"})
 
+    taylor = tuple(1.0 / k for k in range(10, 0, -1))  # 1/10, 1/9, ..., 1
+
+    @numba.njit(inline="always", **sums)
+    def exp_nonpositive(x):  # e^x for x <= 0 in float64: e^(x/256) by its Taylor series (10 terms), squared 8 times
+        if x < -110.0:  # e^-110 is 0 in float32; a masked key's -3.4e38 stays finite on the way
+            x = -110.0
+        y = x * (1.0 / 256.0)
+        p = 1.0
+        for c in taylor:  # Horner: 1 + y (1 + y/2 (1 + y/3 (... (1 + y/10))))
+            p = 1.0 + y * c * p
+        for _ in range(8):
+            p = p * p
+        return p
+
+    @numba.njit(inline="always", **jit)
+    def erf_rational(z):  # erf(z) = z P(z^2) / Q(z^2), +-1 beyond the edge
+        w = z * z
+        p = p0 + w * (p1 + w * (p2 + w * (p3 + w * (p4 + w * (p5 + w * p6)))))
+        q = q0 + w * (q1 + w * (q2 + w * (q3 + w * q4)))
+        e = z * p / q
+        if z > edge:
+            e = one
+        if z < -edge:
+            e = -one
+        return e
+
     @numba.njit("void(float32[::1], float32[::1])", **jit)
-    def gelu_block(a, y):  # y = a (1 + erf(a / sqrt 2)) / 2, elementwise
+    def gelu_block(a, y):  # y = a Phi(a) = a (1 + erf(a / sqrt 2)) / 2, elementwise
         for i in range(a.shape[0]):
-            x = a[i]
-            z = x * inv_sqrt2
-            w = z * z
-            p = p0 + w * (p1 + w * (p2 + w * (p3 + w * (p4 + w * (p5 + w * p6)))))
-            q = q0 + w * (q1 + w * (q2 + w * (q3 + w * q4)))
-            e = z * p / q  # erf(z)
-            if z > edge:
-                e = one
-            if z < -edge:
-                e = -one
-            y[i] = half * x * (one + e)
+            y[i] = half * a[i] * (one + erf_rational(a[i] * inv_sqrt2))
+
+    @numba.njit("void(float32[::1], float32[::1], float32[::1], float32[::1])", **jit)
+    def gelu_keep_block(a, y, cdf, gauss):  # the same y, and Phi(a) and e^(-a^2/2) for the backward
+        for i in range(a.shape[0]):
+            z = a[i] * inv_sqrt2
+            phi = half * (one + erf_rational(z))
+            cdf[i] = phi
+            gauss[i] = exp_nonpositive(-(z * z))  # e^(-a^2/2) = e^(-z^2)
+            y[i] = a[i] * phi
 
     @numba.njit("void(float32[:, ::1], float32[::1], float32[::1], float32, float32[:, ::1])", **sums)
     def layer_norm_block(x, weight, bias, eps, y):  # y = (x - mean) / sqrt(var + eps) * weight + bias, per row
@@ -115,20 +142,6 @@ def _compile(numba):
             rstd = f32(1.0 / np.sqrt(squares / D + eps))
             for j in range(D):
                 y[i, j] = (x[i, j] - mean) * rstd * weight[j] + bias[j]
-
-    taylor = tuple(1.0 / k for k in range(10, 0, -1))  # 1/10, 1/9, ..., 1
-
-    @numba.njit(inline="always", **sums)
-    def exp_nonpositive(x):  # e^x for x <= 0 in float64: e^(x/256) by its Taylor series (10 terms), squared 8 times
-        if x < -110.0:  # e^-110 is 0 in float32; a masked key's -3.4e38 stays finite on the way
-            x = -110.0
-        y = x * (1.0 / 256.0)
-        p = 1.0
-        for c in taylor:  # Horner: 1 + y (1 + y/2 (1 + y/3 (... (1 + y/10))))
-            p = 1.0 + y * c * p
-        for _ in range(8):
-            p = p * p
-        return p
 
     @numba.njit("void(float32[:, :, :, ::1], float32[:, ::1], float32)", **sums)
     def masked_softmax_block(s, mask, scale):  # s[n, h, i] = softmax(s[n, h, i] * scale + mask[n]), in place
@@ -151,8 +164,8 @@ def _compile(numba):
                     for j in range(L):
                         row[j] *= inv
 
-    return {"gelu": gelu_block, "layer_norm": layer_norm_block, "masked_softmax": masked_softmax_block,
-            "exp_nonpositive": exp_nonpositive}
+    return {"gelu": gelu_block, "gelu_keep": gelu_keep_block, "layer_norm": layer_norm_block,
+            "masked_softmax": masked_softmax_block, "exp_nonpositive": exp_nonpositive}
 
 
 def state() -> str:
@@ -186,14 +199,16 @@ def _fits(*arrays) -> bool:  # host float32 arrays, contiguous (the strict backe
     return all(type(x) is np.ndarray and x.dtype == np.float32 and x.flags.c_contiguous for x in arrays)
 
 
-def gelu(a):
-    """``GELU(a)`` (nothing kept for a backward), on blocks on every core; None where it does not apply."""
+def gelu(a, keep=False):
+    """``GELU(a)``, on blocks on every core; with ``keep`` (training) the tuple ``(GELU(a), Phi(a),
+    e^(-a^2/2))``, what GELU's backward reads. None where it does not apply."""
     if not (_fits(a) and enabled()):
         return None
-    y, kernel = np.empty_like(a), _kernels["gelu"]
-    a1, y1 = a.reshape(-1), y.reshape(-1)
-    parallel.for_blocks(lambda r: kernel(a1[r], y1[r]), a1.shape[0], np)
-    return y
+    outs = [np.empty_like(a) for _ in range(3 if keep else 1)]
+    flat = [a.reshape(-1)] + [o.reshape(-1) for o in outs]
+    kernel = _kernels["gelu_keep" if keep else "gelu"]
+    parallel.for_blocks(lambda r: kernel(*(x[r] for x in flat)), a.size, np)
+    return tuple(outs) if keep else outs[0]
 
 
 def layer_norm(x, weight, bias, eps):

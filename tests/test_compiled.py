@@ -1,18 +1,19 @@
 """The optional compiled kernels (minispike.compiled, numba) against the NumPy code they stand in for.
 
-* GELU for inference: the same values as the NumPy op (A&S 7.1.26) to 1e-6 relative, within
+* GELU: the same values as the NumPy op (A&S 7.1.26) to 1e-6 relative, within
   2.5e-7 x max(1, |a|) of the exact float64 GELU on a dense grid of [-8, 8], the same answer
   for inf, -inf, NaN, +-0 and huge inputs; the accuracy check catches a planted coefficient error.
 * LayerNorm for inference: the NumPy op's values to 1e-6 of the output's scale for widths 1
   to 384 and constant rows; on rows far from zero (mean 1000), where float32 itself is that
   far off, no further from the float64 answer than the NumPy op (the kernel sums a row in
   float64); the comparison catches a planted mistake (the variance over D - 1).
-* BERT attention's masked softmax for inference: the NumPy op's probabilities and outputs to
+* BERT attention's masked softmax: the NumPy op's probabilities and outputs to
   1e-6 (relative to the output's scale), with and without a key mask, a fully masked row
   (uniform, as HF), NaN scores (a NaN row); its exponential (Taylor series of e^(x/256),
   squared 8 times) within 1e-7 relative of e^x on [-100, 0], which a series cut short fails.
-* Where they run: float32 host arrays under ``no_grad``; never with a gradient (the backward
-  needs what the NumPy forward keeps), never on float64, the strict backend or a strided view.
+* Where they run: forward passes on float32 host arrays (GELU and the softmax in training
+  too, with the same outputs and gradients as the NumPy ops; LayerNorm only under
+  ``no_grad``); never on float64, the strict backend or a strided view.
 * The switch: ``MINISPIKE_COMPILED=0`` / ``use(False)`` / ``scope(False)``, and ``state()``
   naming why the kernels are off (numba missing included).
 * A BERT's inference with and without the kernels: the same logits and hidden states to 1e-5.
@@ -164,15 +165,33 @@ def test_layer_norm_kernel_runs_for_inference_only(kernels, monkeypatch):
     assert not calls, calls
 
 
-def test_gelu_kernel_runs_for_inference_only(kernels, monkeypatch):
-    calls = _count_calls(monkeypatch)
+def test_gelu_kernel_in_training_keeps_what_the_backward_reads(kernels):
+    rng = np.random.default_rng(6)
+    x = (rng.standard_normal((32, 96)) * 3).astype(np.float32)
+    g = rng.standard_normal(x.shape).astype(np.float32)
+    runs = []
+    for on in (True, False):
+        with compiled.scope(on):
+            t = Tensor(x, requires_grad=True)
+            y = ops.gelu(t)
+            (y * Tensor(g)).sum().backward()
+            runs.append((y.data, t.grad))
+    (y1, g1), (y0, g0) = runs
+    np.testing.assert_allclose(y1, y0, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(g1, g0, rtol=1e-6, atol=1e-6)  # Phi(a) + a phi(a) from the kept arrays
+
+
+def test_gelu_kernel_runs_on_float32_host_arrays_only(kernels, monkeypatch):
+    calls = []
+    for name in ("gelu", "gelu_keep"):
+        kernel = compiled._kernels[name]
+        monkeypatch.setitem(compiled._kernels, name, lambda *a, k=kernel, n=name: (calls.append(n), k(*a)))
     x = np.random.default_rng(1).standard_normal((8, 16)).astype(np.float32)
     with no_grad():
         ops.gelu(Tensor(x))
-    assert calls, "float32 under no_grad: the kernel runs"
+    ops.gelu(Tensor(x, requires_grad=True)).sum().backward()
+    assert set(calls) == {"gelu", "gelu_keep"}, calls
     calls.clear()
-    t = Tensor(x, requires_grad=True)
-    ops.gelu(t).sum().backward()  # training: the NumPy forward keeps Phi and e^(-a^2/2)
     with no_grad():
         ops.gelu(Tensor(x.astype(np.float64)))  # float64: the exact erf
         ops.gelu(Tensor(np.asfortranarray(np.ones((8, 16), np.float32))[:, ::2]))  # a strided view
@@ -264,15 +283,23 @@ def test_the_softmax_exponential_is_accurate_and_the_check_catches_a_short_serie
     assert _exp_error(short, np.exp(x)) > 1e-7
 
 
-def test_masked_softmax_kernel_runs_for_inference_only(kernels, monkeypatch):
-    calls = _count_calls(monkeypatch, "masked_softmax")
+def test_masked_softmax_kernel_in_training(kernels, monkeypatch):
+    """With dropout after it and a backward: the same outputs and gradients as the NumPy op."""
     qkv = np.random.default_rng(5).standard_normal((2, 6, 24)).astype(np.float32)
-    _attention(qkv, None, True)
-    assert calls, "float32 inference: the kernel runs"
-    calls.clear()
-    _attention(qkv, None, True, training=True, dropout=0.5)  # dropout on the probabilities: NumPy
-    t = Tensor(qkv, requires_grad=True)
-    ops.softmax_attention(t, None, heads=4, scale=0.35).sum().backward()  # training: NumPy
+    g = np.random.default_rng(7).standard_normal((2, 6, 8)).astype(np.float32)
+    runs = []
+    for on in (True, False):
+        backend.seed(11)  # the same dropout mask both times
+        with compiled.scope(on):
+            t = Tensor(qkv, requires_grad=True)
+            y = ops.softmax_attention(t, None, heads=4, scale=0.35, dropout=0.3, training=True)
+            (y * Tensor(g)).sum().backward()
+            runs.append((y.data, t.grad))
+    np.testing.assert_allclose(runs[0][0], runs[1][0], rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(runs[0][1], runs[1][1], rtol=1e-5, atol=1e-6)
+    calls = _count_calls(monkeypatch, "masked_softmax")
     with no_grad():
-        ops.softmax_attention(Tensor(qkv.astype(np.float64)), None, heads=4, scale=0.35)
+        ops.softmax_attention(Tensor(qkv.astype(np.float64)), None, heads=4, scale=0.35)  # float64: NumPy
     assert not calls, calls
+    _attention(qkv, None, True)
+    assert calls, "float32: the kernel runs"

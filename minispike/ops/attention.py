@@ -11,8 +11,8 @@ laid out differently:
 * batch rows are independent: each direction is the work on a block of them, run on both
   cores by ``minispike.parallel`` (NumPy's stacked matmul and softmax on one block at a time,
   in cache); the output is written straight into the (B, L, D) layout the next Linear reads.
-* for inference (no gradient, no dropout) with numba installed, the scale, the mask and the
-  softmax are one compiled pass per row (``minispike.compiled.masked_softmax``).
+* with numba installed, the forward's scale, mask and softmax are one compiled pass per row
+  on float32 host arrays (``minispike.compiled.masked_softmax``; the backward is this one).
 
 Per head, with ``P`` the probabilities, ``K`` the dropout's keep mask and ``p`` its rate:
 
@@ -52,7 +52,7 @@ class SoftmaxAttention(Function):
         drop_scale = 1.0 / (1.0 - dropout) if keep is not None else None
         y = xp.empty((B, L, D), dtype=qkv.dtype)
         yh = _heads(y, heads)
-        kernel = keep is None and not ctx.needs_grad and compiled.enabled()  # inference: numba's softmax, if there
+        kernel = compiled.enabled()  # numba installed: the scale, mask and softmax in one compiled pass
 
         def rows(r):
             s = xp.matmul(q[r], k[r].swapaxes(-1, -2), out=probs[r])  # (b, H, L, L) = Q K^T

@@ -179,16 +179,19 @@ class GELU(Function):
     Elementwise, so each direction is the work on a block of the flattened array, run on
     both cores in cache-sized blocks by ``minispike.parallel`` (one block: the plain path; the
     same numbers). The forward keeps ``Phi(a)`` and ``e^(-a^2/2)`` (``backend.normal_cdf``
-    computes both), so the backward needs no exponential of its own. Without a gradient
-    (inference) on float32 host arrays, ``minispike.compiled`` runs it as one compiled pass
-    when numba is installed (this NumPy code is then the reference its test compares with)."""
+    computes both), so the backward needs no exponential of its own. On float32 host arrays,
+    ``minispike.compiled`` runs the forward as one compiled pass when numba is installed
+    (this NumPy code is then the reference its test compares with)."""
 
     @staticmethod
     def forward(ctx, a):
         xp = backend.get_array_module(a)
-        y = None if ctx.needs_grad else compiled.gelu(a)  # None: not compiled here
-        if y is not None:  # inference, numba installed: erf as a ratio of polynomials, no exponential
-            return y
+        got = compiled.gelu(a, keep=ctx.needs_grad)  # numba installed: one compiled pass; None: not here
+        if got is not None:
+            if not ctx.needs_grad:
+                return got
+            ctx.save_for_backward(a, got[1], got[2])  # Phi(a), e^(-a^2/2)
+            return got[0]
         y = xp.empty_like(a)
         # Phi(a) and e^(-a^2/2), kept for the backward; without one (no_grad) Phi goes into y's buffer
         cdf, gauss = (xp.empty_like(a), xp.empty_like(a)) if ctx.needs_grad else (y, None)
