@@ -228,6 +228,8 @@ def masked_softmax(s, mask_add, scale) -> bool:
     ``ops.attention``'s batch rows (it runs the blocks on every core and calls ``enabled()``
     first, on its own thread, so that numba loads there). False where it does not apply."""
     b, L = s.shape[0], s.shape[-1]
+    if mask_add is not None and getattr(mask_add, "shape", None) != (b, 1, 1, L):
+        return False  # a per-query mask (b, 1, L, L), or one broadcast over the batch: NumPy's code
     mask = np.zeros((b, L), np.float32) if mask_add is None else mask_add.reshape(b, L)
     if not (_fits(s, mask) and s.ndim == 4 and enabled()):
         return False

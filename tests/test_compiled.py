@@ -99,10 +99,12 @@ def test_gelu_kernel_special_values(kernels):
     np.testing.assert_allclose(got[7:], ref[7:], rtol=1e-6, atol=1e-6)  # +-4: about 4 and -1.27e-4
 
 
-def _count_calls(monkeypatch, name="gelu"):
+def _count_calls(monkeypatch, *names):
+    """Wrap the named kernels (default: GELU's) so that each call appends the kernel's name."""
     calls = []
-    kernel = compiled._kernels[name]
-    monkeypatch.setitem(compiled._kernels, name, lambda *args: (calls.append(args[0].shape), kernel(*args)))
+    for name in names or ("gelu",):
+        kernel = compiled._kernels[name]
+        monkeypatch.setitem(compiled._kernels, name, lambda *args, k=kernel, n=name: (calls.append(n), k(*args)))
     return calls
 
 
@@ -182,10 +184,7 @@ def test_gelu_kernel_in_training_keeps_what_the_backward_reads(kernels):
 
 
 def test_gelu_kernel_runs_on_float32_host_arrays_only(kernels, monkeypatch):
-    calls = []
-    for name in ("gelu", "gelu_keep"):
-        kernel = compiled._kernels[name]
-        monkeypatch.setitem(compiled._kernels, name, lambda *a, k=kernel, n=name: (calls.append(n), k(*a)))
+    calls = _count_calls(monkeypatch, "gelu", "gelu_keep")
     x = np.random.default_rng(1).standard_normal((8, 16)).astype(np.float32)
     with no_grad():
         ops.gelu(Tensor(x))
@@ -263,6 +262,10 @@ def test_masked_softmax_kernel_matches_the_numpy_op(kernels):
         assert _ln_error(p1, p0) < 1e-6 and _ln_error(y1, y0) < 1e-6, (_ln_error(p1, p0), _ln_error(y1, y0))
     _, p = _attention(qkv, mask, True)
     assert np.all(p[1, ..., 6:] == 0) and np.allclose(p[2], 1 / 9)
+    per_query = np.zeros((5, 1, 9, 9), np.float32)
+    per_query[:, :, :, 7:] = np.finfo(np.float32).min  # another mask shape: the NumPy code runs
+    (y1, p1), (y0, p0) = _attention(qkv, per_query, True), _attention(qkv, per_query, False)
+    assert np.array_equal(y1, y0) and np.all(p1[..., 7:] == 0)
     bad = qkv.copy()
     bad[0, 3, 0] = np.nan  # a query of head 0 at position 3
     with np.errstate(invalid="ignore"):
