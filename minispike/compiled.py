@@ -45,6 +45,7 @@ few seconds, then cached on disk), on first use.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 
 import numpy as np
@@ -60,6 +61,7 @@ ERF_P = (1.128378700523714, 0.21362121780360635, 0.05239033426819059, 0.00427866
 ERF_Q = (1.0, 0.5226447145218407, 0.12066538641695553, 0.0155229242168036, 0.0010943657801816284)
 ERF_SATURATES = 3.92  # |z| beyond which float32's erf(z) rounds to +-1 (1 - erf(3.92) = 2.5e-8)
 
+log = logging.getLogger("minispike.compiled")
 _switch = {"on": os.environ.get("MINISPIKE_COMPILED", "1") != "0"}
 _kernels: dict = {}  # "gelu" -> the compiled function, or "error" -> why numba is not there
 
@@ -73,8 +75,13 @@ def _load():
     except ImportError:
         _kernels["error"] = "numba is not installed (pip install 'minispike[fast]')"
         return False
-    _kernels.update(_compile(numba))
-    _kernels["version"] = numba.__version__
+    try:
+        kernels = _compile(numba)
+    except Exception as e:  # a numba that cannot build them here: said once, and NumPy runs
+        _kernels["error"] = f"numba {numba.__version__} could not compile the kernels: {type(e).__name__}: {e}"
+        log.warning("minispike.compiled: %s; running NumPy's code", _kernels["error"])
+        return False
+    _kernels.update(kernels, version=numba.__version__)
     return True
 
 

@@ -219,6 +219,21 @@ def test_state_says_numba_is_missing(monkeypatch):
         np.testing.assert_allclose(ops.gelu(Tensor(np.ones(3, np.float32))).data, _exact_gelu(np.ones(3)), rtol=1e-6)
 
 
+def test_a_numba_that_cannot_compile_them_says_so_once(monkeypatch, caplog):
+    numba = pytest.importorskip("numba", reason="numba is not installed")
+    monkeypatch.setattr(compiled, "_kernels", {})
+
+    def broken(numba_module):
+        raise RuntimeError("LLVM says no")
+    monkeypatch.setattr(compiled, "_compile", broken)
+    with caplog.at_level("WARNING", logger="minispike.compiled"):
+        assert not compiled.enabled() and not compiled.enabled()
+    assert compiled.state() == f"off: numba {numba.__version__} could not compile the kernels: RuntimeError: LLVM says no"
+    assert len(caplog.records) == 1
+    with no_grad():
+        np.testing.assert_allclose(ops.gelu(Tensor(np.ones(3, np.float32))).data, _exact_gelu(np.ones(3)), rtol=1e-6)
+
+
 def test_the_environment_variable_turns_them_off():
     import subprocess
     import sys
