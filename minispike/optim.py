@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 
-from . import backend
+from . import backend, parallel
 
 
 class Optimizer:
@@ -79,30 +79,38 @@ class AdamW(Optimizer):
 
     def step(self) -> None:
         self.step_count += 1
-        b1, b2 = self.betas
-        c1, c2 = 1 - b1 ** self.step_count, 1 - b2 ** self.step_count
+        c1, c2 = 1 - self.betas[0] ** self.step_count, 1 - self.betas[1] ** self.step_count
         for i, p in enumerate(self.params):
             if p.grad is None:
                 continue
-            g = p.grad
-            xp = p.xp
             if self.m[i] is None:
-                self.m[i], self.v[i] = xp.zeros_like(p.data), xp.zeros_like(p.data)
-            m, v = self.m[i], self.v[i]
-            m *= b1
-            m += (1 - b1) * g  # m = b1 m + (1 - b1) g
-            g2 = g * g
-            g2 *= 1 - b2
-            v *= b2
-            v += g2  # v = b2 v + (1 - b2) g^2
-            if self.weight_decay:
-                p.data *= 1 - self.lr * self.weight_decay  # decoupled decay
-            denom = xp.sqrt(v)
-            denom *= 1 / math.sqrt(c2)
-            denom += self.eps  # sqrt(vhat) + eps
-            update = m / denom
-            update *= self.lr / c1  # lr mhat / (sqrt(vhat) + eps)
-            p.data -= update
+                self.m[i], self.v[i] = p.xp.zeros_like(p.data), p.xp.zeros_like(p.data)
+            arrays = (p.data, p.grad, self.m[i], self.v[i])
+            if all(a.flags.c_contiguous for a in arrays):  # flat views, blocks on every core: the same numbers
+                flat = [a.reshape(-1) for a in arrays]
+                parallel.for_blocks(lambda r: self._update(*(a[r] for a in flat), c1, c2), flat[0].shape[0], p.xp)
+            else:
+                self._update(*arrays, c1, c2)
+
+    def _update(self, p, g, m, v, c1, c2):
+        """The update of one block of a parameter ``p``, its gradient ``g`` and moments ``m``, ``v``
+        (``p``, ``m``, ``v`` in place); ``c1``, ``c2`` are the bias corrections 1 - b^t."""
+        xp = backend.get_array_module(p)
+        b1, b2 = self.betas
+        m *= b1
+        m += (1 - b1) * g  # m = b1 m + (1 - b1) g
+        g2 = g * g
+        g2 *= 1 - b2
+        v *= b2
+        v += g2  # v = b2 v + (1 - b2) g^2
+        if self.weight_decay:
+            p *= 1 - self.lr * self.weight_decay  # decoupled decay
+        denom = xp.sqrt(v)
+        denom *= 1 / math.sqrt(c2)
+        denom += self.eps  # sqrt(vhat) + eps
+        update = m / denom
+        update *= self.lr / c1  # lr mhat / (sqrt(vhat) + eps)
+        p -= update
 
 
 def cosine_schedule(step, total_steps, base_lr, warmup_steps=0, min_ratio=0.0):
