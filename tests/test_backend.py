@@ -16,7 +16,7 @@ PKG = Path(minispike.__file__).parent
 # autograder.py grades learners' exercises, which are NumPy functions by design; notebooks.py
 # converts example files (its docstring shows example code that imports NumPy).
 HOST_SIDE = {"backend.py", "cli.py", "pipeline.py", "autograder.py", "notebooks.py",
-             "compiled.py"}  # compiled: numba kernels for host float32 arrays only (it checks np.ndarray)
+             "compiled.py", "_numba_kernels.py"}  # numba kernels: host float32 arrays only (checked there)
 HOST_DIRS = {"io", "text"}
 
 

@@ -23,6 +23,8 @@ The kernel tests skip where numba is not installed (the README's test command); 
 into failures.
 """
 import os
+import sys
+import types
 
 import numpy as np
 import pytest
@@ -211,7 +213,7 @@ def test_the_switch_and_state(kernels, monkeypatch):
 
 def test_state_says_numba_is_missing(monkeypatch):
     monkeypatch.setattr(compiled, "_kernels", {})
-    monkeypatch.setitem(__import__("sys").modules, "numba", None)  # import numba raises ImportError
+    monkeypatch.setitem(sys.modules, "numba", None)  # import numba raises ImportError
     assert compiled.state() == "off: numba is not installed (pip install 'minispike[fast]')"
     x = np.ones((3, 4), np.float32)
     assert compiled.gelu(x) is None and compiled.layer_norm(x, x[0], x[0], 1e-12) is None
@@ -222,13 +224,16 @@ def test_state_says_numba_is_missing(monkeypatch):
 def test_a_numba_that_cannot_compile_them_says_so_once(monkeypatch, caplog):
     numba = pytest.importorskip("numba", reason="numba is not installed")
     monkeypatch.setattr(compiled, "_kernels", {})
+    broken = types.ModuleType("minispike._numba_kernels")  # a kernels module whose compiling fails
 
-    def broken(numba_module):
+    def fail(name):
         raise RuntimeError("LLVM says no")
-    monkeypatch.setattr(compiled, "_compile", broken)
+    broken.__getattr__ = fail
+    monkeypatch.setitem(sys.modules, "minispike._numba_kernels", broken)
     with caplog.at_level("WARNING", logger="minispike.compiled"):
         assert not compiled.enabled() and not compiled.enabled()
-    assert compiled.state() == f"off: numba {numba.__version__} could not compile the kernels: RuntimeError: LLVM says no"
+    expected = f"off: numba {numba.__version__} could not compile the kernels: RuntimeError: LLVM says no"
+    assert compiled.state() == expected
     assert len(caplog.records) == 1
     with no_grad():
         np.testing.assert_allclose(ops.gelu(Tensor(np.ones(3, np.float32))).data, _exact_gelu(np.ones(3)), rtol=1e-6)
@@ -236,7 +241,6 @@ def test_a_numba_that_cannot_compile_them_says_so_once(monkeypatch, caplog):
 
 def test_the_environment_variable_turns_them_off():
     import subprocess
-    import sys
     code = "from minispike import compiled; print(compiled.state())"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          env={**os.environ, "MINISPIKE_COMPILED": "0"}).stdout
