@@ -3,6 +3,7 @@ machine can see is caught: the example range a page names ("01 to 12") against e
 relative link against the files, and every `file.py`, `minispike.x.y` and function name written
 in backticks against the code."""
 import importlib
+import importlib.util
 import inspect
 import pkgutil
 import re
@@ -11,6 +12,8 @@ from pathlib import Path
 import pytest
 
 import minispike
+
+HAS_NUMBA = importlib.util.find_spec("numba") is not None
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = sorted((ROOT / "docs").glob("*.md")) + [ROOT / "README.md"]
@@ -200,8 +203,8 @@ def package_names():
     imports from elsewhere), ``Class.attribute`` and the bare attribute names of its classes."""
     names = set()
     for info in pkgutil.walk_packages(minispike.__path__, "minispike."):
-        if info.name.endswith("__main__"):
-            continue
+        if info.name.endswith("__main__") or (info.name == "minispike._numba_kernels" and not HAS_NUMBA):
+            continue  # the numba kernels import numba, the optional extra [fast]
         module = importlib.import_module(info.name)
         names.add(info.name.rsplit(".", 1)[-1])
         for key, value in vars(module).items():
