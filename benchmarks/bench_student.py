@@ -73,7 +73,8 @@ def run_minispike(args):
 
     times = time_calls(step, args.warmup, args.steps, synchronize)
     return dict(side="minispike", dim=cfg.dim, depth=cfg.depth, heads=cfg.heads, T=cfg.T, times=times,
-                threads=os.cpu_count(), backend=args.backend, process=minispike.process.state(), **device_memory(backend))
+                threads=os.cpu_count(), backend=args.backend, process=minispike.process.state(),
+                **device_memory(backend))
 
 
 def run_peer(args):  # pragma: no cover - needs torch and a checkout of the official code

@@ -92,7 +92,8 @@ def bench_minispike(args):
     shape = "tiny random" if args.tiny else "random MiniLM-shaped"
     return {"teacher": teacher or shape, "inference_tok_s": tokens / t_inf,
             "finetune_step_tok_s": tokens / t_step, "inference_s": t_inf, "finetune_step_s": t_step,
-            "process": minispike.process.state(), "compiled": minispike.compiled.state(), **({"device_pool_peak_mb": pool} if pool is not None else {})}
+            "process": minispike.process.state(), "compiled": minispike.compiled.state(),
+            **({"device_pool_peak_mb": pool} if pool is not None else {})}
 
 
 def bench_hf(args):  # pragma: no cover - optional, needs torch
